@@ -1,0 +1,86 @@
+import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { prepareTaskQueries } from '../src/db/queries/tasks.js'
+import { TaskNotFound } from '../src/errors.js'
+import { DateTime, IdParams, PageQuery, TaskDescription, TaskTitle, Uuid } from '../src/schemas.js'
+
+const Task = Type.Object({
+  id: Uuid,
+  title: Type.String(),
+  description: Type.String(),
+  done: Type.Boolean(),
+  ownerId: Uuid,
+  createdAt: DateTime,
+  updatedAt: DateTime,
+})
+const TaskEnvelope = Type.Object({ task: Task })
+const NoContent = Type.Null({ description: 'No content' })
+const signedIn = [{ cookieAuth: [] }, { bearerAuth: [] }]
+
+/** Every route works on the caller's own tasks only; see prepareTaskQueries for how. */
+const tasksRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const tasks = prepareTaskQueries(app.db)
+  app.addHook('preHandler', app.tokenRequired())
+
+  app.get('/', {
+    schema: {
+      tags: ['tasks'],
+      summary: 'List your tasks, newest first',
+      security: signedIn,
+      querystring: Type.Object(PageQuery, { additionalProperties: false }),
+      response: { 200: Type.Object({ items: Type.Array(Task), nextCursor: Type.Union([Type.String(), Type.Null()]) }) },
+    },
+  }, async (request) => tasks.list(request.user.id, request.query.limit, request.query.cursor))
+
+  app.post('/', {
+    schema: {
+      tags: ['tasks'],
+      summary: 'Create a task',
+      security: signedIn,
+      body: Type.Object({
+        title: TaskTitle,
+        description: Type.Optional(TaskDescription),
+        done: Type.Optional(Type.Boolean()),
+      }, { additionalProperties: false }),
+      response: { 201: TaskEnvelope },
+    },
+  }, async (request, reply) => {
+    const task = await tasks.create(request.user.id, request.body)
+    return reply.code(201).send({ task })
+  })
+
+  app.get('/:id', {
+    schema: { tags: ['tasks'], summary: 'One of your tasks', security: signedIn, params: IdParams, response: { 200: TaskEnvelope } },
+  }, async (request) => {
+    const task = await tasks.get(request.user.id, request.params.id)
+    if (!task) throw new TaskNotFound()
+    return { task }
+  })
+
+  app.patch('/:id', {
+    schema: {
+      tags: ['tasks'],
+      summary: 'Change some fields of one of your tasks',
+      security: signedIn,
+      params: IdParams,
+      body: Type.Object({
+        title: Type.Optional(TaskTitle),
+        description: Type.Optional(TaskDescription),
+        done: Type.Optional(Type.Boolean()),
+      }, { additionalProperties: false, minProperties: 1 }),
+      response: { 200: TaskEnvelope },
+    },
+  }, async (request) => {
+    const task = await tasks.update(request.user.id, request.params.id, request.body)
+    if (!task) throw new TaskNotFound()
+    return { task }
+  })
+
+  app.delete('/:id', {
+    schema: { tags: ['tasks'], summary: 'Delete one of your tasks', security: signedIn, params: IdParams, response: { 204: NoContent } },
+  }, async (request, reply) => {
+    if (!await tasks.remove(request.user.id, request.params.id)) throw new TaskNotFound()
+    return reply.code(204).send(null)
+  })
+}
+
+export default tasksRoutes

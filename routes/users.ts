@@ -1,0 +1,104 @@
+import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { recordAuditEvent } from '../src/db/queries/audit.js'
+import { revokeAllSessions } from '../src/db/queries/sessions.js'
+import { changeRole, deleteUser, findUserById, listUsers } from '../src/db/queries/users.js'
+import { UserNotFound } from '../src/errors.js'
+import { IdParams, PageQuery, RoleSchema, UserEnvelope, UserSchema } from '../src/schemas.js'
+
+const NoContent = Type.Null({ description: 'No content' })
+const signedIn = [{ cookieAuth: [] }, { bearerAuth: [] }]
+
+const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const adminOnly = app.tokenRequired(['admin'])
+  const anyUser = app.tokenRequired()
+
+  app.get('/', {
+    preHandler: adminOnly,
+    schema: {
+      tags: ['users'],
+      summary: 'Every user, newest first (admin)',
+      security: signedIn,
+      querystring: Type.Object(PageQuery, { additionalProperties: false }),
+      response: { 200: Type.Object({ items: Type.Array(UserSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }) },
+    },
+  }, async (request) => listUsers(app.db, request.query.limit, request.query.cursor))
+
+  app.get('/:id', {
+    preHandler: anyUser,
+    schema: { tags: ['users'], summary: 'One user (admin, or that user)', security: signedIn, params: IdParams, response: { 200: UserEnvelope } },
+  }, async (request) => {
+    const { id } = request.params
+    // Someone else's account is "not found" to a non-admin: a 403 would confirm that it exists.
+    if (request.user.role !== 'admin' && request.user.id !== id) throw new UserNotFound()
+    const user = await findUserById(app.db, id)
+    if (!user) throw new UserNotFound()
+    return { user }
+  })
+
+  app.patch('/:id', {
+    preHandler: adminOnly,
+    schema: {
+      tags: ['users'],
+      summary: "Change a user's role (admin); their sessions go on with the new role",
+      security: signedIn,
+      params: IdParams,
+      body: Type.Object({ role: RoleSchema }, { additionalProperties: false }),
+      response: { 200: UserEnvelope },
+    },
+  }, async (request) => {
+    const { role } = request.body
+    const user = await changeRole(app.db, request.params.id, role, async (tx, changed) => {
+      await recordAuditEvent(tx, request.log, {
+        type: 'role_changed', userId: changed.id, actorId: request.user.id, ip: request.ip, detail: { role },
+      })
+    })
+    if (!user) throw new UserNotFound()
+    return { user }
+  })
+
+  app.delete('/:id', {
+    preHandler: anyUser,
+    schema: {
+      tags: ['users'],
+      summary: 'Delete a user with their tasks and sessions (admin, or that user)',
+      security: signedIn,
+      params: IdParams,
+      response: { 204: NoContent },
+    },
+  }, async (request, reply) => {
+    const { id } = request.params
+    const isSelf = request.user.id === id
+    if (request.user.role !== 'admin' && !isSelf) throw new UserNotFound()
+    const user = await deleteUser(app.db, id, async (tx, deleted) => {
+      await recordAuditEvent(tx, request.log, {
+        type: 'user_deleted', userId: deleted.id, actorId: request.user.id, ip: request.ip, detail: { username: deleted.username },
+      })
+    })
+    if (!user) throw new UserNotFound()
+    if (isSelf) app.clearAuthCookies(reply)
+    return reply.code(204).send(null)
+  })
+
+  app.delete('/:id/sessions', {
+    preHandler: adminOnly,
+    schema: {
+      tags: ['users'],
+      summary: 'End every session of a user (admin)',
+      security: signedIn,
+      params: IdParams,
+      response: { 204: NoContent },
+    },
+  }, async (request, reply) => {
+    const { id } = request.params
+    await app.db.transaction(async (tx) => {
+      if (!await findUserById(tx, id)) throw new UserNotFound()
+      const revoked = await revokeAllSessions(tx, id)
+      await recordAuditEvent(tx, request.log, {
+        type: 'session_revoked', userId: id, actorId: request.user.id, ip: request.ip, detail: { all: true, revoked },
+      })
+    })
+    return reply.code(204).send(null)
+  })
+}
+
+export default usersRoutes

@@ -1,0 +1,91 @@
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { PGlite } from '@electric-sql/pglite'
+import { sql } from 'drizzle-orm'
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
+import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator'
+import postgres from 'postgres'
+import { projectRoot } from '../paths.js'
+import * as schema from './schema.js'
+
+/** One type for both drivers: the query builder is the same, only the wire differs. */
+export type Db = PgDatabase<PgQueryResultHKT, typeof schema>
+
+export interface Database {
+  readonly db: Db
+  readonly kind: 'postgres' | 'embedded'
+  /** Resolves when the database answers a trivial query. */
+  ping (): Promise<void>
+  /** Applies pending migrations; safe to call from several instances at once. */
+  migrate (): Promise<void>
+  close (): Promise<void>
+}
+
+export interface DatabaseOptions {
+  readonly databaseUrl: string | undefined
+  readonly dataDir: string
+  /** Pool size for postgres.js; ignored by the embedded database (one connection by nature). */
+  readonly poolSize?: number
+}
+
+// Any constant works: it only has to be the same in every instance that migrates this database.
+const MIGRATION_LOCK_ID = 7_310_442_019
+
+export const migrationsFolder = () => join(projectRoot(), 'drizzle')
+
+function openPostgres (url: string, poolSize: number): Database {
+  const client = postgres(url, {
+    max: poolSize,
+    // A dead or unreachable database must turn into a fast 503, not a hung request.
+    connect_timeout: 2,
+    idle_timeout: 60,
+    // postgres.js backs off up to 20 s between failed reconnects by default; cap it so the API heals
+    // within a second of the database coming back.
+    backoff: () => 0.25,
+    // Runaway statements are cut server-side; the pool never waits on one for long.
+    connection: { statement_timeout: 5000, idle_in_transaction_session_timeout: 10_000 },
+    onnotice: () => {},
+  })
+  const db = drizzlePostgres({ client, schema })
+  return {
+    db,
+    kind: 'postgres',
+    async ping () { await db.execute(sql`select 1`) },
+    async migrate () {
+      // One connection, so the advisory lock and the migration share a session: two instances
+      // starting together run the migrations once, the second waiting for the first.
+      const lockClient = postgres(url, { max: 1, connect_timeout: 10, onnotice: () => {} })
+      try {
+        await lockClient`select pg_advisory_lock(${MIGRATION_LOCK_ID})`
+        await migratePostgres(drizzlePostgres({ client: lockClient }), { migrationsFolder: migrationsFolder() })
+        await lockClient`select pg_advisory_unlock(${MIGRATION_LOCK_ID})`
+      } finally {
+        await lockClient.end({ timeout: 5 })
+      }
+    },
+    async close () { await client.end({ timeout: 5 }) },
+  }
+}
+
+async function openEmbedded (dataDir: string): Promise<Database> {
+  const inMemory = dataDir.startsWith('memory://')
+  if (!inMemory) await mkdir(dataDir, { recursive: true })
+  const client = await PGlite.create(inMemory ? undefined : join(dataDir, 'pglite'))
+  const db = drizzlePglite({ client, schema })
+  return {
+    db,
+    kind: 'embedded',
+    async ping () { await db.execute(sql`select 1`) },
+    // PGlite is a single connection in a single process: nothing else can migrate at the same time.
+    async migrate () { await migratePglite(db, { migrationsFolder: migrationsFolder() }) },
+    async close () { await client.close() },
+  }
+}
+
+export async function openDatabase (options: DatabaseOptions): Promise<Database> {
+  if (options.databaseUrl !== undefined) return openPostgres(options.databaseUrl, options.poolSize ?? 10)
+  return openEmbedded(options.dataDir)
+}

@@ -1,0 +1,25 @@
+import { BadCursor } from '../errors.js'
+
+/** Where a newest-first page ended: the last row's timestamp and id (the tie-breaker). */
+export interface Cursor { at: Date, id: string }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+
+// Opaque to clients (base64url), but not secret: it holds only what the page already showed.
+export function encodeCursor (cursor: Cursor): string {
+  return Buffer.from(`${cursor.at.toISOString()}|${cursor.id}`).toString('base64url')
+}
+
+export function decodeCursor (encoded: string): Cursor {
+  const [at, id, ...rest] = Buffer.from(encoded, 'base64url').toString('utf8').split('|')
+  const date = new Date(at ?? '')
+  if (rest.length > 0 || id === undefined || !UUID.test(id) || Number.isNaN(date.getTime())) throw new BadCursor()
+  return { at: date, id }
+}
+
+/** Rows were fetched with limit + 1: the extra one only tells whether another page exists. */
+export function toPage<Row> (rows: Row[], limit: number, cursorOf: (row: Row) => Cursor) {
+  const items = rows.slice(0, limit)
+  const last = items.at(-1)
+  return { items, nextCursor: rows.length > limit && last !== undefined ? encodeCursor(cursorOf(last)) : null }
+}

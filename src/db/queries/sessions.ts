@@ -1,0 +1,163 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { and, desc, eq, gt, inArray, isNull, ne, sql } from 'drizzle-orm'
+import type { Db } from '../client.js'
+import { refreshTokens, sessions, users } from '../schema.js'
+import { publicUser, type UserRow } from './users.js'
+
+export interface SessionLimits {
+  /** Seconds a session may stay unused before its refresh token dies. */
+  readonly refreshTokenTtl: number
+  /** Seconds a session may live in all, whatever the refreshes. */
+  readonly sessionMaxAge: number
+  /** Seconds a just-replaced refresh token is still honoured (tabs racing). */
+  readonly refreshReuseGrace: number
+}
+
+export interface ClientInfo {
+  readonly userAgent: string | null
+  readonly ip: string | null
+}
+
+/** 32 random bytes for the cookie; only their SHA-256 reaches the database. */
+export function newRefreshToken (): { token: string, tokenHash: string } {
+  const token = randomBytes(32).toString('base64url')
+  return { token, tokenHash: hashRefreshToken(token) }
+}
+
+export function hashRefreshToken (token: string): string {
+  return createHash('sha256').update(token).digest('hex')
+}
+
+const secondsFromNow = (seconds: number, now = Date.now()) => new Date(now + seconds * 1000)
+
+/** A browser session: a session row and its first refresh token. */
+export async function createBrowserSession (db: Db, userId: string, client: ClientInfo, limits: SessionLimits) {
+  const now = Date.now()
+  const absoluteExpiresAt = secondsFromNow(limits.sessionMaxAge, now)
+  const idleExpiresAt = secondsFromNow(limits.refreshTokenTtl, now)
+  const [session] = await db.insert(sessions).values({
+    userId,
+    userAgent: client.userAgent,
+    ip: client.ip,
+    absoluteExpiresAt,
+    expiresAt: idleExpiresAt < absoluteExpiresAt ? idleExpiresAt : absoluteExpiresAt,
+  }).returning({ id: sessions.id })
+  const refresh = newRefreshToken()
+  await db.insert(refreshTokens).values({ tokenHash: refresh.tokenHash, sessionId: session!.id })
+  return { sessionId: session!.id, refreshToken: refresh.token }
+}
+
+/**
+ * A session for a Bearer client (`POST /token`): no refresh token, and it ends with its access
+ * token, yet it can still be listed and revoked like any other.
+ */
+export async function createTokenSession (db: Db, userId: string, client: ClientInfo, lifetimeSeconds: number) {
+  const expiresAt = secondsFromNow(lifetimeSeconds)
+  const [session] = await db.insert(sessions).values({
+    userId, userAgent: client.userAgent, ip: client.ip, expiresAt, absoluteExpiresAt: expiresAt,
+  }).returning({ id: sessions.id })
+  return { sessionId: session!.id }
+}
+
+const isActive = () => and(
+  isNull(sessions.revokedAt),
+  gt(sessions.expiresAt, sql`now()`),
+  gt(sessions.absoluteExpiresAt, sql`now()`)
+)
+
+/**
+ * The hot path of every authenticated request: the session, if still alive, with its user's
+ * current role, in one round trip. Prepared once per database so Postgres plans it once.
+ */
+export function prepareActiveSessionUser (db: Db) {
+  return db
+    .select({ ...publicUser, sessionId: sessions.id })
+    .from(sessions)
+    .innerJoin(users, eq(users.id, sessions.userId))
+    .where(and(
+      eq(sessions.id, sql.placeholder('sessionId')),
+      eq(sessions.userId, sql.placeholder('userId')),
+      isActive()
+    ))
+    .prepare('active_session_user')
+}
+
+export type RefreshOutcome =
+  | { kind: 'rotated', sessionId: string, user: UserRow, refreshToken: string }
+  | { kind: 'grace', sessionId: string, user: UserRow }
+  | { kind: 'reused', sessionId: string, userId: string }
+  | { kind: 'invalid' }
+
+/**
+ * Exchanges a refresh token for a new one. The session row is locked first, so two refreshes with
+ * one token take turns: the first rotates, the second finds the token just replaced and, within the
+ * grace period, is honoured without a new refresh token. A replaced token seen after the grace is
+ * theft (or a very stale tab): the whole session is revoked.
+ */
+export async function rotateRefreshToken (db: Db, presented: string, limits: SessionLimits): Promise<RefreshOutcome> {
+  const tokenHash = hashRefreshToken(presented)
+  return db.transaction(async (tx) => {
+    const [session] = await tx.select().from(sessions)
+      .where(inArray(sessions.id, tx.select({ id: refreshTokens.sessionId }).from(refreshTokens).where(eq(refreshTokens.tokenHash, tokenHash))))
+      .for('update')
+    if (!session) return { kind: 'invalid' }
+    // Read after the lock: a concurrent rotation that committed while we waited is visible now.
+    const [token] = await tx.select().from(refreshTokens).where(eq(refreshTokens.tokenHash, tokenHash))
+    const now = new Date()
+    if (!token || session.revokedAt !== null || session.expiresAt <= now || session.absoluteExpiresAt <= now) {
+      return { kind: 'invalid' }
+    }
+    if (token.replacedAt !== null) {
+      const replacedMsAgo = now.getTime() - token.replacedAt.getTime()
+      if (replacedMsAgo > limits.refreshReuseGrace * 1000) {
+        await tx.update(sessions).set({ revokedAt: now }).where(eq(sessions.id, session.id))
+        return { kind: 'reused', sessionId: session.id, userId: session.userId }
+      }
+      const [user] = await tx.select(publicUser).from(users).where(eq(users.id, session.userId))
+      return user ? { kind: 'grace', sessionId: session.id, user } : { kind: 'invalid' }
+    }
+    const [user] = await tx.select(publicUser).from(users).where(eq(users.id, session.userId))
+    if (!user) return { kind: 'invalid' }
+    const next = newRefreshToken()
+    const idleExpiresAt = secondsFromNow(limits.refreshTokenTtl, now.getTime())
+    await tx.update(refreshTokens).set({ replacedAt: now }).where(eq(refreshTokens.tokenHash, tokenHash))
+    await tx.insert(refreshTokens).values({ tokenHash: next.tokenHash, sessionId: session.id })
+    await tx.update(sessions).set({
+      lastUsedAt: now,
+      expiresAt: idleExpiresAt < session.absoluteExpiresAt ? idleExpiresAt : session.absoluteExpiresAt,
+    }).where(eq(sessions.id, session.id))
+    return { kind: 'rotated', sessionId: session.id, user, refreshToken: next.token }
+  })
+}
+
+/** Revokes one of the user's active sessions; false when there is no such session. */
+export async function revokeSession (db: Db, userId: string, sessionId: string): Promise<boolean> {
+  const revoked = await db.update(sessions).set({ revokedAt: new Date() })
+    .where(and(eq(sessions.id, sessionId), eq(sessions.userId, userId), isActive()))
+    .returning({ id: sessions.id })
+  return revoked.length > 0
+}
+
+/** Revokes every active session of the user but `keepSessionId`; returns how many ended. */
+export async function revokeAllSessions (db: Db, userId: string, keepSessionId?: string): Promise<number> {
+  const revoked = await db.update(sessions).set({ revokedAt: new Date() })
+    .where(and(
+      eq(sessions.userId, userId),
+      isNull(sessions.revokedAt),
+      keepSessionId === undefined ? undefined : ne(sessions.id, keepSessionId)
+    ))
+    .returning({ id: sessions.id })
+  return revoked.length
+}
+
+export async function listActiveSessions (db: Db, userId: string) {
+  return db.select({
+    id: sessions.id,
+    createdAt: sessions.createdAt,
+    lastUsedAt: sessions.lastUsedAt,
+    userAgent: sessions.userAgent,
+    ip: sessions.ip,
+  }).from(sessions)
+    .where(and(eq(sessions.userId, userId), isActive()))
+    .orderBy(desc(sessions.lastUsedAt), desc(sessions.id))
+}

@@ -1,0 +1,99 @@
+import { and, count, desc, eq, sql } from 'drizzle-orm'
+import type { Db } from '../client.js'
+import { users, type Role } from '../schema.js'
+import { LastAdmin, sqlState, UsernameTaken } from '../../errors.js'
+import { decodeCursor, toPage } from '../pagination.js'
+
+/** The columns a user may see. `password_hash` is never fetched unless a password is being checked. */
+export const publicUser = {
+  id: users.id,
+  username: users.username,
+  role: users.role,
+  createdAt: users.createdAt,
+}
+
+export interface UserRow { id: string, username: string, role: Role, createdAt: Date }
+
+const UNIQUE_VIOLATION = '23505'
+
+/**
+ * Inserts a user; a name already taken in any letter case is a 409. The unique index on
+ * lower(username) decides, so two concurrent registrations of one name cannot both succeed.
+ */
+export async function createUser (db: Db, values: { username: string, passwordHash: string, role?: Role }) {
+  try {
+    const [user] = await db.insert(users).values(values).returning(publicUser)
+    return user!
+  } catch (error) {
+    if (sqlState(error) === UNIQUE_VIOLATION) throw new UsernameTaken()
+    throw error
+  }
+}
+
+export async function findUserWithHashByName (db: Db, username: string) {
+  const [user] = await db
+    .select({ ...publicUser, passwordHash: users.passwordHash })
+    .from(users)
+    .where(eq(sql`lower(${users.username})`, username.toLowerCase()))
+  return user
+}
+
+export async function findUserWithHashById (db: Db, id: string) {
+  const [user] = await db.select({ ...publicUser, passwordHash: users.passwordHash }).from(users).where(eq(users.id, id))
+  return user
+}
+
+export async function findUserById (db: Db, id: string) {
+  const [user] = await db.select(publicUser).from(users).where(eq(users.id, id))
+  return user
+}
+
+export async function setPasswordHash (db: Db, id: string, passwordHash: string) {
+  const [user] = await db.update(users).set({ passwordHash }).where(eq(users.id, id)).returning(publicUser)
+  return user
+}
+
+export async function countAdmins (db: Db) {
+  const [row] = await db.select({ admins: count() }).from(users).where(and(eq(users.role, 'admin')))
+  return row?.admins ?? 0
+}
+
+/** Every user, newest first, a keyset page at a time. */
+export async function listUsers (db: Db, limit: number, cursor: string | undefined) {
+  const after = cursor === undefined ? undefined : decodeCursor(cursor)
+  const rows = await db.select(publicUser).from(users)
+    .where(after === undefined ? undefined : sql`(${users.createdAt}, ${users.id}) < (${after.at.toISOString()}::timestamptz, ${after.id}::uuid)`)
+    .orderBy(desc(users.createdAt), desc(users.id))
+    .limit(limit + 1)
+  return toPage(rows, limit, (user) => ({ at: user.createdAt, id: user.id }))
+}
+
+/**
+ * Runs `change` with every admin row locked, after checking that the admins left afterwards would
+ * not be zero. Two admins demoting (or deleting) each other at the same moment take turns on the
+ * lock, and the second finds itself the last admin.
+ */
+async function withAdminGuard<T> (db: Db, targetId: string, losesAdmin: boolean, change: (tx: Db) => Promise<T>): Promise<T> {
+  return db.transaction(async (tx) => {
+    const admins = await tx.select({ id: users.id }).from(users).where(eq(users.role, 'admin')).for('update')
+    if (losesAdmin && admins.length === 1 && admins[0]?.id === targetId) throw new LastAdmin()
+    return change(tx)
+  })
+}
+
+export async function changeRole (db: Db, id: string, role: Role, audit: (tx: Db, user: UserRow) => Promise<void>) {
+  return withAdminGuard(db, id, role !== 'admin', async (tx) => {
+    const [user] = await tx.update(users).set({ role }).where(eq(users.id, id)).returning(publicUser)
+    if (user) await audit(tx, user)
+    return user
+  })
+}
+
+/** Deletes the user; the foreign keys cascade to their sessions (revoked at once) and tasks. */
+export async function deleteUser (db: Db, id: string, audit: (tx: Db, user: UserRow) => Promise<void>) {
+  return withAdminGuard(db, id, true, async (tx) => {
+    const [user] = await tx.delete(users).where(eq(users.id, id)).returning(publicUser)
+    if (user) await audit(tx, user)
+    return user
+  })
+}

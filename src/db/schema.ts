@@ -1,0 +1,79 @@
+import { sql } from 'drizzle-orm'
+import { boolean, check, index, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
+
+export const ROLES = ['user', 'admin'] as const
+export type Role = typeof ROLES[number]
+
+// Millisecond precision: JavaScript Dates carry milliseconds, so a keyset cursor built from a Date
+// must compare equal to the stored value, or rows sharing a millisecond would be skipped.
+const moment = (name: string) => timestamp(name, { withTimezone: true, precision: 3 })
+
+export const users = pgTable('users', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  username: text('username').notNull(),
+  passwordHash: text('password_hash').notNull(),
+  role: text('role').$type<Role>().notNull().default('user'),
+  createdAt: moment('created_at').notNull().defaultNow(),
+}, (table) => [
+  // Case-insensitive uniqueness lives in the database, so concurrent registrations cannot both win.
+  uniqueIndex('users_username_lower_key').on(sql`lower(${table.username})`),
+  check('users_role_check', sql`${table.role} in ('user', 'admin')`),
+  index('users_created_at_id_idx').on(table.createdAt.desc(), table.id.desc()),
+])
+
+export const sessions = pgTable('sessions', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  userId: uuid('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  createdAt: moment('created_at').notNull().defaultNow(),
+  lastUsedAt: moment('last_used_at').notNull().defaultNow(),
+  /** Idle limit: moved forward by each refresh, never past `absoluteExpiresAt`. */
+  expiresAt: moment('expires_at').notNull(),
+  /** SESSION_MAX_AGE after sign-in, whatever the refreshes. */
+  absoluteExpiresAt: moment('absolute_expires_at').notNull(),
+  revokedAt: moment('revoked_at'),
+  userAgent: text('user_agent'),
+  ip: text('ip'),
+}, (table) => [
+  index('sessions_user_id_idx').on(table.userId),
+])
+
+/**
+ * Every refresh token a session was given, newest last: the rotation chain. Only a SHA-256 hash is
+ * kept; a stolen database copy yields no usable token. A token that was replaced and shows up again
+ * after the grace period is proof of theft.
+ */
+export const refreshTokens = pgTable('refresh_tokens', {
+  tokenHash: text('token_hash').primaryKey(),
+  sessionId: uuid('session_id').notNull().references(() => sessions.id, { onDelete: 'cascade' }),
+  createdAt: moment('created_at').notNull().defaultNow(),
+  replacedAt: moment('replaced_at'),
+}, (table) => [
+  index('refresh_tokens_session_id_idx').on(table.sessionId),
+])
+
+export const tasks = pgTable('tasks', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  ownerId: uuid('owner_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  title: text('title').notNull(),
+  description: text('description').notNull().default(''),
+  done: boolean('done').notNull().default(false),
+  createdAt: moment('created_at').notNull().defaultNow(),
+  updatedAt: moment('updated_at').notNull().defaultNow(),
+}, (table) => [
+  // Serves the owner's newest-first keyset page in one index range scan.
+  index('tasks_owner_created_id_idx').on(table.ownerId, table.createdAt.desc(), table.id.desc()),
+])
+
+/** Kept when a user is deleted (no foreign keys): the record of what happened must outlive its subject. */
+export const auditEvents = pgTable('audit_events', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  at: moment('at').notNull().defaultNow(),
+  type: text('type').notNull(),
+  userId: uuid('user_id'),
+  actorId: uuid('actor_id'),
+  ip: text('ip'),
+  detail: jsonb('detail').$type<Record<string, unknown>>().notNull().default({}),
+}, (table) => [
+  index('audit_events_at_id_idx').on(table.at.desc(), table.id.desc()),
+  index('audit_events_user_id_idx').on(table.userId),
+])

@@ -1,0 +1,62 @@
+import createError from '@fastify/error'
+
+// Clients match on `code`: these strings are part of the API and never change.
+export const TokenMissing = createError('TOKEN_MISSING', 'Sign in first', 401)
+export const TokenInvalid = createError('TOKEN_INVALID', 'The access token is not valid', 401)
+export const TokenExpired = createError('TOKEN_EXPIRED', 'The access token has expired', 401)
+export const SessionRevoked = createError('SESSION_REVOKED', 'This session has ended; sign in again', 401)
+export const RefreshInvalid = createError('REFRESH_INVALID', 'The refresh token is missing, unknown or expired', 401)
+export const RefreshReused = createError('REFRESH_REUSED', 'This refresh token was already used; the session has been ended', 401)
+export const BadCredentials = createError('BAD_CREDENTIALS', 'Wrong username or password', 401)
+export const WrongPassword = createError('BAD_CREDENTIALS', 'The current password is wrong', 401)
+export const ForbiddenRole = createError('FORBIDDEN_ROLE', 'Your role does not allow this', 403)
+export const CsrfOrigin = createError('CSRF_ORIGIN', 'Cross-site request refused', 403)
+
+export const UsernameTaken = createError('USERNAME_TAKEN', 'That username is taken', 409)
+export const CommonPassword = createError('PASSWORD_TOO_COMMON', 'That password is among the most common ones; choose another', 400)
+export const SamePassword = createError('PASSWORD_UNCHANGED', 'The new password must differ from the current one', 400)
+export const LastAdmin = createError('LAST_ADMIN', 'This would leave no admin', 409)
+export const BadCursor = createError('BAD_CURSOR', 'The cursor is not valid', 400)
+export const NotFound = createError('NOT_FOUND', '%s not found', 404)
+export const TaskNotFound = createError('TASK_NOT_FOUND', 'Task not found', 404)
+export const UserNotFound = createError('USER_NOT_FOUND', 'User not found', 404)
+export const SessionNotFound = createError('SESSION_NOT_FOUND', 'Session not found', 404)
+
+export const DatabaseUnavailable = createError('DATABASE_UNAVAILABLE', 'The database is unavailable; try again shortly', 503)
+export const InternalError = createError('INTERNAL_ERROR', 'Internal Server Error', 500)
+
+/** SQLSTATE of a Postgres error, looking through the wrappers Drizzle puts around driver errors. */
+export function sqlState (error: unknown): string | undefined {
+  for (let current = error, depth = 0; current instanceof Object && depth < 4; depth++) {
+    const code = (current as { code?: unknown }).code
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code
+    current = (current as { cause?: unknown }).cause
+  }
+  return undefined
+}
+
+// postgres.js's own connection error codes, and node's socket errors.
+const CONNECTION_ERRORS = new Set([
+  'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', 'QUERY_TIMEOUT',
+  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
+])
+
+/**
+ * True for failures that mean "the database is not there right now", which deserve a 503 the client
+ * may retry, not a 500: lost connections, timeouts, a database starting or shutting down.
+ */
+export function isDatabaseUnavailable (error: unknown): boolean {
+  for (let current = error, depth = 0; current instanceof Object && depth < 4; depth++) {
+    const code = (current as { code?: unknown }).code
+    if (typeof code === 'string') {
+      if (CONNECTION_ERRORS.has(code)) return true
+      // 08: connection exception; 57P0x: shutdown / cannot connect now; 53300: too many connections;
+      // 57014: statement timeout.
+      if (/^08/.test(code) || /^57P0/.test(code) || code === '53300' || code === '57014') return true
+    }
+    current = (current as { cause?: unknown }).cause
+  }
+  return false
+}
+
+export const RateLimited = createError('RATE_LIMITED', 'Too many requests; try again in %s', 429)

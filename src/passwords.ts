@@ -1,0 +1,47 @@
+import { hash, verify, type Options } from '@node-rs/argon2'
+import { dictionary } from '@zxcvbn-ts/language-common'
+
+// 19 MiB, 2 passes, 1 lane: OWASP's argon2id floor (Password Storage Cheat Sheet). The async calls
+// run on libuv's thread pool, so hashing never blocks the event loop.
+export const ARGON2_OPTIONS: Options = {
+  algorithm: 2, // Argon2id (the package's const enum cannot be imported under verbatimModuleSyntax)
+  memoryCost: 19_456,
+  timeCost: 2,
+  parallelism: 1,
+}
+
+export const PASSWORD_MIN_LENGTH = 8
+export const PASSWORD_MAX_LENGTH = 256
+
+// zxcvbn-ts ships ~49k leaked passwords ranked by frequency; those short enough are refused by
+// length already, so only the rest are kept. Compared case-insensitively: "Password1" is no better.
+const commonPasswords = new Set(
+  dictionary['passwords-common']
+    .filter((word) => word.length >= PASSWORD_MIN_LENGTH)
+    .map((word) => word.toLowerCase())
+)
+
+export function isCommonPassword (password: string): boolean {
+  return commonPasswords.has(password.toLowerCase())
+}
+
+export function hashPassword (password: string): Promise<string> {
+  return hash(password, ARGON2_OPTIONS)
+}
+
+/** Never throws on a malformed stored hash: a broken row is a failed sign-in, not a 500. */
+export async function verifyPassword (storedHash: string, password: string): Promise<boolean> {
+  try {
+    return await verify(storedHash, password)
+  } catch {
+    return false
+  }
+}
+
+// Verified when the username is unknown, so that answer costs one hash too and cannot be told
+// apart by its timing. Made once, lazily, with the same parameters as real hashes.
+let decoyHash: Promise<string> | undefined
+export async function spendDecoyVerification (password: string): Promise<void> {
+  decoyHash ??= hashPassword('decoy password that matches nothing')
+  await verifyPassword(await decoyHash, password)
+}

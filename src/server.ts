@@ -1,0 +1,40 @@
+import closeWithGrace from 'close-with-grace'
+import { buildApp } from './app.js'
+import { ConfigError, loadConfig, type Config } from './config.js'
+import { startFrontend } from './frontend-server.js'
+
+// Requests in flight get this long to finish after SIGTERM; systemd's TimeoutStopSec is above it.
+const SHUTDOWN_GRACE_MS = 10_000
+
+/** A configuration mistake stops the start with one line naming the variable, not a stack trace. */
+async function orExitOnConfigError<T> (step: () => T | Promise<T>): Promise<T> {
+  try {
+    return await step()
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message)
+      process.exit(1)
+    }
+    throw error
+  }
+}
+
+const config: Config = await orExitOnConfigError(() => loadConfig(process.env))
+const app = await orExitOnConfigError(() => buildApp({ config }))
+
+await app.listen({ port: config.port, host: config.host })
+
+const frontend = !config.isProduction && config.frontendPort !== 0
+  ? await startFrontend(config.frontendPort, config.host === '127.0.0.1' ? 'localhost' : config.host)
+  : undefined
+if (frontend !== undefined) {
+  app.log.info(`example frontend at http://localhost:${config.frontendPort} (API docs at http://${config.host}:${config.port}/api/docs)`)
+}
+
+// SIGTERM/SIGINT: stop accepting, let requests in flight finish, close the pool, exit 0. A second
+// signal, or the grace running out, exits at once.
+closeWithGrace({ delay: SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
+  if (err !== undefined) app.log.error({ err }, 'fatal error, shutting down')
+  else app.log.info({ signal }, 'shutting down')
+  await Promise.all([app.close(), frontend?.close()])
+})

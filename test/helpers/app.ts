@@ -1,0 +1,121 @@
+import { randomUUID } from 'node:crypto'
+import { Writable } from 'node:stream'
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
+import postgres from 'postgres'
+import { eq } from 'drizzle-orm'
+import { buildApp, LOG_REDACTIONS } from '../../src/app.js'
+import { loadConfig, type Config } from '../../src/config.js'
+import { openDatabase, type Database } from '../../src/db/client.js'
+import { users } from '../../src/db/schema.js'
+
+export interface TestContext {
+  teardown (fn: () => unknown): void
+}
+
+/** The env a test app starts from: quiet, no frontend, the embedded database in memory. */
+export function testConfig (overrides: Partial<Config> = {}, env: Record<string, string> = {}): Config {
+  const base = loadConfig({ NODE_ENV: 'test', DATA_DIR: 'memory://', LOG_LEVEL: 'silent', FRONTEND_PORT: '0', ...env })
+  return Object.freeze({ ...base, ...overrides })
+}
+
+/**
+ * A fresh, empty database for one test file: with TEST_DATABASE_URL, a new database on that
+ * Postgres server, dropped at teardown; without it, undefined (the app then uses in-memory PGlite).
+ */
+export async function freshDatabaseUrl (t: TestContext): Promise<string | undefined> {
+  const serverUrl = process.env.TEST_DATABASE_URL
+  if (serverUrl === undefined || serverUrl === '') return undefined
+  const name = `test_${randomUUID().replaceAll('-', '')}`
+  const admin = postgres(serverUrl, { max: 1, onnotice: () => {} })
+  await admin.unsafe(`create database ${name}`)
+  await admin.end()
+  t.teardown(async () => {
+    const dropper = postgres(serverUrl, { max: 1, onnotice: () => {} })
+    await dropper.unsafe(`drop database if exists ${name} with (force)`)
+    await dropper.end()
+  })
+  const url = new URL(serverUrl)
+  url.pathname = `/${name}`
+  return url.toString()
+}
+
+/** Lines the app logged, for tests that prove what never reaches a log. */
+export class LogCapture extends Writable {
+  readonly lines: string[] = []
+  override _write (chunk: Buffer, _encoding: string, callback: () => void) {
+    this.lines.push(chunk.toString())
+    callback()
+  }
+
+  get text () { return this.lines.join('') }
+}
+
+export interface TestAppOptions {
+  env?: Record<string, string>
+  logs?: LogCapture
+}
+
+/** The real app on a fresh database (Postgres when TEST_DATABASE_URL is set, else PGlite), closed at teardown. */
+export async function buildTestApp (t: TestContext, overrides: Partial<Config> = {}, options: TestAppOptions = {}): Promise<FastifyInstance> {
+  const databaseUrl = await freshDatabaseUrl(t)
+  const config = testConfig({ databaseUrl, ...overrides }, options.env)
+  const app = await buildApp({
+    config,
+    ...(options.logs === undefined ? {} : { fastify: { logger: { level: 'info', stream: options.logs, redact: { paths: LOG_REDACTIONS, censor: '[redacted]' } } } }),
+  })
+  // Teardowns run last-in first-out: the app closes before its database is dropped.
+  t.teardown(() => app.close())
+  await app.ready()
+  return app
+}
+
+/** Opens the same kind of database the app would, for tests that reopen one (restarts, CLI). */
+export async function openTestDatabase (t: TestContext): Promise<{ database: Database, databaseUrl: string | undefined }> {
+  const databaseUrl = await freshDatabaseUrl(t)
+  const database = await openDatabase({ databaseUrl, dataDir: 'memory://' })
+  t.teardown(() => database.close())
+  return { database, databaseUrl }
+}
+
+export type Cookies = Record<string, string>
+
+/** The cookies a response sets, as a browser would keep them (a cleared cookie is gone). */
+export function cookiesFrom (response: LightMyRequestResponse, jar: Cookies = {}): Cookies {
+  const next = { ...jar }
+  for (const cookie of response.cookies as Array<{ name: string, value: string, maxAge?: number }>) {
+    if (cookie.maxAge === 0 || cookie.value === '') delete next[cookie.name]
+    else next[cookie.name] = cookie.value
+  }
+  return next
+}
+
+export interface SignedIn {
+  id: string
+  username: string
+  password: string
+  cookies: Cookies
+}
+
+let counter = 0
+/** A unique valid username: test files share nothing, but names must still be valid. */
+export function uniqueName (prefix = 'user'): string {
+  counter += 1
+  return `${prefix}${counter}_${randomUUID().slice(0, 8)}`
+}
+
+export const STRONG_PASSWORD = 'violet-Kettle-42-orbit'
+
+/** Registers through the real route (and promotes to admin in the database if asked), then signs in. */
+export async function signIn (app: FastifyInstance, username = uniqueName(), role: 'user' | 'admin' = 'user', password = STRONG_PASSWORD): Promise<SignedIn> {
+  const registered = await app.inject({ method: 'POST', url: '/api/auth/register', payload: { username, password } })
+  if (registered.statusCode !== 201) throw new Error(`register failed: ${registered.statusCode} ${registered.body}`)
+  const id = registered.json().user.id as string
+  if (role === 'admin') await promote(app, id)
+  const login = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username, password } })
+  if (login.statusCode !== 200) throw new Error(`login failed: ${login.statusCode} ${login.body}`)
+  return { id, username, password, cookies: cookiesFrom(login) }
+}
+
+export async function promote (app: FastifyInstance, id: string): Promise<void> {
+  await app.db.update(users).set({ role: 'admin' }).where(eq(users.id, id))
+}
