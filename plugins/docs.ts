@@ -37,6 +37,8 @@ export default fp(async (app) => {
     // Swagger UI runs scripts and styles of its own: this policy replaces the API's deny-all one on
     // the docs routes only.
     staticCSP: true,
+    // ...minus upgrade-insecure-requests, which would break the page on plain-HTTP development hosts.
+    transformStaticCSP: (header) => header.replace(/\s*upgrade-insecure-requests;?/, ''),
     uiConfig: { docExpansion: 'list', deepLinking: true },
   })
 }, { name: 'docs', dependencies: ['config'] })

@@ -119,3 +119,9 @@ export async function signIn (app: FastifyInstance, username = uniqueName(), rol
 export async function promote (app: FastifyInstance, id: string): Promise<void> {
   await app.db.update(users).set({ role: 'admin' }).where(eq(users.id, id))
 }
+
+/** The raw Set-Cookie lines of a response (one header or several). */
+export function setCookieLines (response: LightMyRequestResponse): string[] {
+  const header = response.headers['set-cookie']
+  return header === undefined ? [] : [header].flat().map(String)
+}

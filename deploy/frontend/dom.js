@@ -1,0 +1,76 @@
+// Every node is built here, and all text goes in through text nodes: user data never passes
+// through innerHTML, so a task titled "<img src=x onerror=...>" is shown, not run.
+
+/**
+ * h('button', { class: 'primary', type: 'submit', onclick: fn }, 'Save')
+ * Props starting with "on" become listeners; `class`, `dataset` and booleans are handled; anything
+ * else is an attribute. Children are nodes, strings (as text), or null/false (skipped).
+ */
+export function h (tag, props = {}, ...children) {
+  const element = document.createElement(tag)
+  for (const [name, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue
+    if (name.startsWith('on') && typeof value === 'function') {
+      element.addEventListener(name.slice(2), value)
+    } else if (name === 'class') {
+      element.className = value
+    } else if (name === 'dataset') {
+      Object.assign(element.dataset, value)
+    } else if (name === 'value') {
+      element.value = value
+    } else if (name === 'checked') {
+      element.checked = value
+    } else if (value === true) {
+      element.setAttribute(name, '')
+    } else {
+      element.setAttribute(name, String(value))
+    }
+  }
+  append(element, children)
+  return element
+}
+
+function append (parent, children) {
+  for (const child of children) {
+    if (child === null || child === undefined || child === false) continue
+    if (Array.isArray(child)) append(parent, child)
+    else parent.append(child instanceof Node ? child : document.createTextNode(String(child)))
+  }
+}
+
+/** Replaces all children of `parent` with `children`. */
+export function replaceChildren (parent, ...children) {
+  parent.replaceChildren()
+  append(parent, children)
+}
+
+/** A labelled form field. */
+export function field (label, input, hint) {
+  const id = input.id || `field-${Math.random().toString(36).slice(2, 9)}`
+  input.id = id
+  return h('div', { class: 'field' },
+    h('label', { for: id }, label),
+    input,
+    hint ? h('p', { class: 'hint' }, hint) : null)
+}
+
+const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' })
+
+export function formatDate (iso) {
+  const date = new Date(iso)
+  return Number.isNaN(date.getTime()) ? '' : dateFormat.format(date)
+}
+
+/** Disables a form's controls while `work` runs, so a double click sends one request. */
+export async function busy (form, work) {
+  const controls = [...form.querySelectorAll('button, input, textarea, select')]
+  const wasDisabled = controls.map((control) => control.disabled)
+  controls.forEach((control) => { control.disabled = true })
+  form.setAttribute('aria-busy', 'true')
+  try {
+    return await work()
+  } finally {
+    controls.forEach((control, i) => { control.disabled = wasDisabled[i] })
+    form.removeAttribute('aria-busy')
+  }
+}
