@@ -8,6 +8,8 @@ import securityPlugin from '../plugins/security.js'
 import corsPlugin from '../plugins/cors.js'
 import csrfPlugin from '../plugins/csrf.js'
 import dbPlugin from '../plugins/db.js'
+import dbBreakerPlugin from '../plugins/db-breaker.js'
+import pressurePlugin from '../plugins/pressure.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
 import authPlugin from '../plugins/auth.js'
 import docsPlugin from '../plugins/docs.js'
@@ -67,8 +69,10 @@ export async function buildApp ({ config, database, fastify = {} }: BuildAppOpti
   await app.register(errorsPlugin)
   await app.register(securityPlugin)
   await app.register(corsPlugin)
+  await app.register(pressurePlugin)
   await app.register(csrfPlugin)
   await app.register(dbPlugin, database === undefined ? {} : { database })
+  await app.register(dbBreakerPlugin)
   await app.register(rateLimitPlugin)
   await app.register(authPlugin)
   await app.register(docsPlugin)

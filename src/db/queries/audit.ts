@@ -1,5 +1,4 @@
 import { and, desc, eq, sql } from 'drizzle-orm'
-import type { FastifyBaseLogger } from 'fastify'
 import type { Db } from '../client.js'
 import { auditEvents } from '../schema.js'
 import { decodeCursor, toPage } from '../pagination.js'
@@ -9,6 +8,9 @@ export const AUDIT_TYPES = [
   'session_revoked', 'role_changed', 'user_deleted', 'access_denied', 'user_created', 'password_reset',
 ] as const
 export type AuditType = typeof AUDIT_TYPES[number]
+
+/** Where the structured copy of each event goes: the request's logger, or nothing for the CLI. */
+export interface AuditLog { info (details: object, message: string): void }
 
 export interface AuditEvent {
   type: AuditType
@@ -25,7 +27,7 @@ export interface AuditEvent {
  * Writes the event with `db`, which is the transaction of the change it records wherever there is
  * one, so the log holds exactly the changes that happened; then mirrors it as a structured log line.
  */
-export async function recordAuditEvent (db: Db, log: FastifyBaseLogger, event: AuditEvent) {
+export async function recordAuditEvent (db: Db, log: AuditLog, event: AuditEvent) {
   const [row] = await db.insert(auditEvents).values({
     type: event.type,
     userId: event.userId ?? null,

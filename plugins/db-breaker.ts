@@ -1,0 +1,73 @@
+import type { FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { DatabaseUnavailable, isDatabaseUnavailable } from '../src/errors.js'
+
+// While open, the database is probed this often; the first answer closes the breaker, so the API
+// is back within about this long of the database.
+const PROBE_INTERVAL_MS = 250
+// A probe that hangs (a link postgres.js cannot watch, e.g. TLS) must not stop the probing.
+const PROBE_TIMEOUT_MS = 1500
+
+/** Routes that never touch the database keep answering while it is away. */
+function needsDatabase (request: FastifyRequest): boolean {
+  const route = request.routeOptions.url
+  return route !== undefined && route !== '/api/health' && !route.startsWith('/api/docs')
+}
+
+function withTimeout (work: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new DatabaseUnavailable()), ms) })
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer))
+}
+
+/**
+ * A circuit breaker in front of the pool. The first request that finds the database unreachable
+ * (connection refused or lost, a connect or silence deadline passed) opens it; from then on requests
+ * that need the database are answered 503 DATABASE_UNAVAILABLE with Retry-After at once, instead of
+ * each joining postgres.js's queue and waiting out its own deadlines behind the others (a queue with
+ * no bound on its wait). A probe pings the database every PROBE_INTERVAL_MS and closes the breaker
+ * on the first answer. Runs after validation (bad input is still a 400) and before authentication.
+ */
+export default fp(async (app) => {
+  let isOpen = false
+  let closing = false
+  let probeTimer: NodeJS.Timeout | undefined
+
+  function scheduleProbe () {
+    if (closing) return
+    probeTimer = setTimeout(probe, PROBE_INTERVAL_MS)
+    probeTimer.unref()
+  }
+
+  async function probe () {
+    try {
+      await withTimeout(app.database.ping(), PROBE_TIMEOUT_MS)
+      isOpen = false
+      app.log.info('database reachable again: requests go through')
+    } catch {
+      scheduleProbe()
+    }
+  }
+
+  function open (error: unknown) {
+    if (isOpen) return
+    isOpen = true
+    app.log.warn({ err: error }, 'database unreachable: answering 503 until it is back')
+    scheduleProbe()
+  }
+
+  app.addHook('onError', async (_request, _reply, error) => {
+    if (isDatabaseUnavailable(error) || (error as { code?: unknown }).code === 'DATABASE_UNAVAILABLE') open(error)
+  })
+
+  app.addHook('preHandler', async (request, reply) => {
+    if (!isOpen || !needsDatabase(request)) return
+    reply.header('retry-after', '1')
+    throw new DatabaseUnavailable()
+  })
+
+  app.addHook('onClose', async () => {
+    closing = true
+    clearTimeout(probeTimer)
+  })
+}, { name: 'db-breaker', dependencies: ['db'] })

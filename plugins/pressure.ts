@@ -1,0 +1,47 @@
+import { getHeapStatistics } from 'node:v8'
+import underPressure from '@fastify/under-pressure'
+import type { FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { Overloaded } from '../src/errors.js'
+
+export interface PressureOptions {
+  /** Mean event-loop delay (ms) over one sample beyond which requests are shed. */
+  maxEventLoopDelay?: number
+  /** V8 heap in use beyond which requests are shed. */
+  maxHeapUsedBytes?: number
+  /** How often the process is measured (ms). */
+  sampleInterval?: number
+}
+
+// A mean delay of 250 ms per turn of the event loop means every request already waits that long
+// for nothing; past it, queueing more work only makes every answer later. Measured as a mean over
+// each sample, so one slow tick does not trip it, a sustained backlog does.
+const MAX_EVENT_LOOP_DELAY_MS = 250
+// 85 % of the heap V8 may grow to: beyond it the collector runs nearly non-stop, and the next step is
+// an out-of-memory crash that would drop every request in flight.
+const MAX_HEAP_SHARE = 0.85
+const SAMPLE_INTERVAL_MS = 500
+// Seconds a client should wait before retrying: a few samples, time for the backlog to drain.
+export const OVERLOAD_RETRY_AFTER_S = 2
+
+/**
+ * Load shedding: while the process is saturated (event-loop delay or heap), requests get 503
+ * OVERLOADED with Retry-After at once, before any body is parsed, hashed or sent to the database,
+ * instead of joining a queue whose latency grows without bound. Liveness (`/api/health`) is exempt:
+ * an overloaded process is alive, and restarting it would only drop its work. Readiness is not: a
+ * load balancer should send traffic elsewhere for a while.
+ */
+export default fp<PressureOptions>(async (app, options) => {
+  const isExempt = (request: FastifyRequest) => request.routeOptions.url === '/api/health'
+  await app.register(underPressure, {
+    maxEventLoopDelay: options.maxEventLoopDelay ?? MAX_EVENT_LOOP_DELAY_MS,
+    maxHeapUsedBytes: options.maxHeapUsedBytes ?? Math.floor(getHeapStatistics().heap_size_limit * MAX_HEAP_SHARE),
+    sampleInterval: options.sampleInterval ?? SAMPLE_INTERVAL_MS,
+    pressureHandler: async (request, reply, type, value) => {
+      if (isExempt(request)) return
+      request.log.warn({ type, value }, 'overloaded: request shed')
+      reply.header('retry-after', String(OVERLOAD_RETRY_AFTER_S))
+      throw new Overloaded()
+    },
+  })
+}, { name: 'pressure', dependencies: ['errors'] })

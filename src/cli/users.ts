@@ -1,0 +1,178 @@
+import { createInterface } from 'node:readline'
+import { Writable, type Readable } from 'node:stream'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { ConfigError, loadConfig } from '../config.js'
+import { openDatabase, type Database } from '../db/client.js'
+import { recordAuditEvent, type AuditLog } from '../db/queries/audit.js'
+import { revokeAllSessions } from '../db/queries/sessions.js'
+import { changeRole, createUser, deleteUser, findUserWithHashByName, listUsers, setPasswordHash } from '../db/queries/users.js'
+import { ROLES, type Role } from '../db/schema.js'
+import { LastAdmin, UsernameTaken } from '../errors.js'
+import { hashPassword, isCommonPassword, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../passwords.js'
+
+export const USAGE = `Usage: npm run users -- <command>
+
+  create <username> [--admin] [--password-stdin]   create a user (asks for the password unless --password-stdin)
+  set-role <username> <user|admin>                 change a role (never removes the last admin)
+  reset-password <username> [--password-stdin]     set a new password and end all of the user's sessions
+  delete <username>                                delete a user with their tasks and sessions
+  list                                             list every user
+
+Works on DATABASE_URL, or on the embedded database in DATA_DIR (./data) when it is not set.
+Exit codes: 0 done, 1 refused (unknown user, name taken, last admin, weak password), 2 usage or configuration.`
+
+export interface CliIo {
+  stdin: Readable & { isTTY?: boolean, setRawMode?: (raw: boolean) => unknown }
+  stdout: Writable
+  stderr: Writable
+}
+
+class CliRefusal extends Error {}
+
+const USERNAME = /^[A-Za-z0-9_.-]{3,32}$/
+const quietLog: AuditLog = { info: () => {} }
+
+/** Reads a password: the first line of stdin for scripts, or typed at a prompt without echo. */
+async function readPassword (io: CliIo, fromStdin: boolean): Promise<string> {
+  if (fromStdin || io.stdin.isTTY !== true) {
+    const lines = createInterface({ input: io.stdin, terminal: false })
+    for await (const line of lines) {
+      lines.close()
+      return line
+    }
+    return ''
+  }
+  // On a terminal: echo nothing, so the password never lands on screen or in scrollback.
+  const muted = new Writable({ write: (_chunk, _encoding, callback) => { callback() } })
+  const prompt = createInterface({ input: io.stdin, output: muted, terminal: true })
+  io.stdout.write('Password (not shown): ')
+  const password = await new Promise<string>((resolve) => prompt.question('', resolve))
+  prompt.close()
+  io.stdout.write('\n')
+  return password
+}
+
+function checkNewPassword (password: string): void {
+  if (password.length < PASSWORD_MIN_LENGTH || password.length > PASSWORD_MAX_LENGTH) {
+    throw new CliRefusal(`the password must be ${PASSWORD_MIN_LENGTH}-${PASSWORD_MAX_LENGTH} characters`)
+  }
+  if (isCommonPassword(password)) throw new CliRefusal('that password is among the most common ones; choose another')
+}
+
+async function findByName (database: Database, username: string) {
+  const user = await findUserWithHashByName(database.db, username)
+  if (!user) throw new CliRefusal(`no user named ${username}`)
+  return user
+}
+
+/** Runs one command against an open database and returns the process exit code. */
+export async function runUsersCommand (argv: string[], database: Database, io: CliIo): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: { admin: { type: 'boolean' }, 'password-stdin': { type: 'boolean' } } })
+  } catch (error) {
+    io.stderr.write(`${(error as Error).message}\n\n${USAGE}\n`)
+    return 2
+  }
+  const [command, ...rest] = parsed.positionals
+  const { db } = database
+  const usage = () => { io.stderr.write(`${USAGE}\n`); return 2 }
+  try {
+    switch (command) {
+      case 'create': {
+        const [username] = rest
+        if (username === undefined || rest.length !== 1) return usage()
+        if (!USERNAME.test(username)) throw new CliRefusal('a username is 3-32 of A-Z, a-z, 0-9, _ . -')
+        const password = await readPassword(io, parsed.values['password-stdin'] === true)
+        checkNewPassword(password)
+        const role: Role = parsed.values.admin === true ? 'admin' : 'user'
+        const passwordHash = await hashPassword(password)
+        const user = await db.transaction(async (tx) => {
+          const created = await createUser(tx, { username, passwordHash, role })
+          await recordAuditEvent(tx, quietLog, { type: 'user_created', userId: created.id, detail: { role, by: 'cli' } })
+          return created
+        })
+        io.stdout.write(`created ${user.username} (${user.role}) ${user.id}\n`)
+        return 0
+      }
+      case 'set-role': {
+        const [username, role] = rest
+        if (username === undefined || role === undefined || rest.length !== 2) return usage()
+        if (!(ROLES as readonly string[]).includes(role)) throw new CliRefusal(`a role is one of: ${ROLES.join(', ')}`)
+        const target = await findByName(database, username)
+        await changeRole(db, target.id, role as Role, async (tx, changed) => {
+          await recordAuditEvent(tx, quietLog, { type: 'role_changed', userId: changed.id, detail: { role, by: 'cli' } })
+        })
+        io.stdout.write(`${target.username} is now ${role}\n`)
+        return 0
+      }
+      case 'reset-password': {
+        const [username] = rest
+        if (username === undefined || rest.length !== 1) return usage()
+        const target = await findByName(database, username)
+        const password = await readPassword(io, parsed.values['password-stdin'] === true)
+        checkNewPassword(password)
+        const passwordHash = await hashPassword(password)
+        const revoked = await db.transaction(async (tx) => {
+          await setPasswordHash(tx, target.id, passwordHash)
+          const count = await revokeAllSessions(tx, target.id)
+          await recordAuditEvent(tx, quietLog, { type: 'password_reset', userId: target.id, detail: { revokedSessions: count, by: 'cli' } })
+          return count
+        })
+        io.stdout.write(`password reset for ${target.username}; ${revoked} session(s) ended\n`)
+        return 0
+      }
+      case 'delete': {
+        const [username] = rest
+        if (username === undefined || rest.length !== 1) return usage()
+        const target = await findByName(database, username)
+        await deleteUser(db, target.id, async (tx, deleted) => {
+          await recordAuditEvent(tx, quietLog, { type: 'user_deleted', userId: deleted.id, detail: { username: deleted.username, by: 'cli' } })
+        })
+        io.stdout.write(`deleted ${target.username}\n`)
+        return 0
+      }
+      case 'list': {
+        if (rest.length !== 0) return usage()
+        let cursor: string | undefined
+        io.stdout.write('id\tusername\trole\tcreated\n')
+        do {
+          const page = await listUsers(db, 100, cursor)
+          for (const user of page.items) io.stdout.write(`${user.id}\t${user.username}\t${user.role}\t${user.createdAt.toISOString()}\n`)
+          cursor = page.nextCursor ?? undefined
+        } while (cursor !== undefined)
+        return 0
+      }
+      default:
+        return usage()
+    }
+  } catch (error) {
+    if (error instanceof CliRefusal) io.stderr.write(`error: ${error.message}\n`)
+    else if (error instanceof UsernameTaken) io.stderr.write('error: that username is taken\n')
+    else if (error instanceof LastAdmin) io.stderr.write('error: this would leave no admin\n')
+    else throw error
+    return 1
+  }
+}
+
+async function main (): Promise<number> {
+  let database: Database
+  try {
+    const config = loadConfig(process.env)
+    database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 1 })
+    await database.migrate()
+  } catch (error) {
+    process.stderr.write(`error: ${error instanceof ConfigError ? error.message : `cannot open the database: ${(error as Error).message}`}\n`)
+    return 2
+  }
+  try {
+    return await runUsersCommand(process.argv.slice(2), database, { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr })
+  } finally {
+    await database.close()
+  }
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+  process.exitCode = await main()
+}
