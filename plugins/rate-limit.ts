@@ -1,5 +1,5 @@
-import rateLimit from '@fastify/rate-limit'
-import type { FastifyRequest, preHandlerHookHandler } from 'fastify'
+import rateLimit, { type CreateRateLimitOptions } from '@fastify/rate-limit'
+import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { Redis } from 'ioredis'
 import { RateLimited } from '../src/errors.js'
@@ -54,15 +54,27 @@ export default fp(async (app) => {
 
   // Both run after validation and before the handler, so a password is never hashed for a
   // request over its limit. The per-username count also slows a distributed guess at one account.
-  const perIp = app.rateLimit({
+  // createRateLimit, not rateLimit: the hook form runs at most one limiter per request, and the
+  // global one has already run by then.
+  function limiter (options: CreateRateLimitOptions): preHandlerAsyncHookHandler {
+    const check = app.createRateLimit(options)
+    return async function credentialLimit (request, reply) {
+      const result = await check(request)
+      if (result.isAllowed || !result.isExceeded) return
+      reply.header('retry-after', String(result.ttlInSeconds))
+      throw new RateLimited(`${result.ttlInSeconds} seconds`)
+    }
+  }
+  const perIp = limiter({
     ...CREDENTIAL_LIMITS.perIp,
     keyGenerator: (request) => `credentials-ip:${request.ip}`,
-  }) as preHandlerHookHandler
-  const perUsername = app.rateLimit({
+    allowList: (request) => allowList.has(request.ip),
+  })
+  const perUsername = limiter({
     ...CREDENTIAL_LIMITS.perUsername,
     keyGenerator: (request) => `credentials-user:${usernameOf(request) ?? ''}`,
     allowList: (request) => allowList.has(request.ip) || usernameOf(request) === undefined,
-  }) as preHandlerHookHandler
+  })
 
   app.addHook('onRoute', (routeOptions) => {
     if (routeOptions.config?.rateLimitKind !== 'credentials') return

@@ -9,7 +9,7 @@ import corsPlugin from '../plugins/cors.js'
 import csrfPlugin from '../plugins/csrf.js'
 import dbPlugin from '../plugins/db.js'
 import dbBreakerPlugin from '../plugins/db-breaker.js'
-import pressurePlugin from '../plugins/pressure.js'
+import pressurePlugin, { type PressureOptions } from '../plugins/pressure.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
 import authPlugin from '../plugins/auth.js'
 import docsPlugin from '../plugins/docs.js'
@@ -30,6 +30,8 @@ export interface BuildAppOptions {
   database?: Database
   /** Overrides for Fastify's own options, e.g. a logger that writes to a test stream. */
   fastify?: FastifyServerOptions
+  /** Load-shedding thresholds; the defaults suit a server process. */
+  pressure?: PressureOptions
 }
 
 // What never reaches a log line: credentials in headers, cookies set, and any password in a body.
@@ -49,7 +51,7 @@ function newAjv (options: AjvOptions): Ajv {
  * CORS before anything can refuse a preflight, CSRF before any body is read, rate limits before any
  * password is hashed. Never listens: that is server.ts's job.
  */
-export async function buildApp ({ config, database, fastify = {} }: BuildAppOptions): Promise<FastifyInstance> {
+export async function buildApp ({ config, database, fastify = {}, pressure = {} }: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: { level: config.logLevel, redact: { paths: LOG_REDACTIONS, censor: '[redacted]' } },
     // X-Forwarded-For is believed only from the proxies named in TRUST_PROXY.
@@ -69,7 +71,7 @@ export async function buildApp ({ config, database, fastify = {} }: BuildAppOpti
   await app.register(errorsPlugin)
   await app.register(securityPlugin)
   await app.register(corsPlugin)
-  await app.register(pressurePlugin)
+  await app.register(pressurePlugin, pressure)
   await app.register(csrfPlugin)
   await app.register(dbPlugin, database === undefined ? {} : { database })
   await app.register(dbBreakerPlugin)

@@ -115,7 +115,7 @@ t.test('deleting a user deletes their tasks and ends their sessions at once', as
   t.equal((await as(dave, 'GET', '/api/tasks')).statusCode, 401, 'mid-session: refused on the next request')
   t.equal((await app.db.select().from(tasks).where(eq(tasks.ownerId, dave.id))).length, 0)
   t.equal((await app.db.select().from(sessions).where(eq(sessions.userId, dave.id))).length, 0)
-  const [event] = await app.db.select().from(auditEvents).where(eq(auditEvents.userId, dave.id)).where(eq(auditEvents.type, 'user_deleted'))
+  const [event] = await app.db.select().from(auditEvents).where(and(eq(auditEvents.userId, dave.id), eq(auditEvents.type, 'user_deleted')))
   t.match(event, { actorId: admin.id, detail: { username: dave.username } })
   t.equal((await as(admin, 'DELETE', `/api/users/${dave.id}`)).statusCode, 404)
 })

@@ -3,6 +3,7 @@ import { Writable } from 'node:stream'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import postgres from 'postgres'
 import { eq } from 'drizzle-orm'
+import type { PressureOptions } from '../../plugins/pressure.js'
 import { buildApp, LOG_REDACTIONS } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
 import { openDatabase, type Database } from '../../src/db/client.js'
@@ -53,6 +54,9 @@ export class LogCapture extends Writable {
 export interface TestAppOptions {
   env?: Record<string, string>
   logs?: LogCapture
+  /** Load shedding on event-loop delay is off by default here: several apps share one test process,
+   * and an in-memory PGlite starting up in one blocks the loop for all (the overload tests turn it on). */
+  pressure?: PressureOptions
 }
 
 /** The real app on a fresh database (Postgres when TEST_DATABASE_URL is set, else PGlite), closed at teardown. */
@@ -61,6 +65,7 @@ export async function buildTestApp (t: TestContext, overrides: Partial<Config> =
   const config = testConfig({ databaseUrl, ...overrides }, options.env)
   const app = await buildApp({
     config,
+    pressure: options.pressure ?? { maxEventLoopDelay: 0 },
     ...(options.logs === undefined ? {} : { fastify: { logger: { level: 'info', stream: options.logs, redact: { paths: LOG_REDACTIONS, censor: '[redacted]' } } } }),
   })
   // Teardowns run last-in first-out: the app closes before its database is dropped.

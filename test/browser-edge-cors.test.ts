@@ -1,0 +1,60 @@
+import t from 'tap'
+import { buildTestApp } from './helpers/app.js'
+
+const app = await buildTestApp(t, {}, { env: { CORS_ORIGINS: 'https://app.example.com,http://localhost:4100' } })
+
+const preflight = (origin: string, method = 'POST', headers = 'content-type') => app.inject({
+  method: 'OPTIONS',
+  url: '/api/tasks',
+  headers: { origin, 'access-control-request-method': method, 'access-control-request-headers': headers },
+})
+
+t.test('an allowed origin gets its own origin echoed, with credentials and Vary: Origin', async (t) => {
+  const response = await app.inject({ url: '/api/health', headers: { origin: 'https://app.example.com' } })
+  t.equal(response.headers['access-control-allow-origin'], 'https://app.example.com')
+  t.equal(response.headers['access-control-allow-credentials'], 'true')
+  t.match(response.headers.vary, /Origin/)
+})
+
+t.test('look-alike, null and unlisted origins get no CORS headers at all', async (t) => {
+  const hostile = [
+    'https://evil.example', 'https://app.example.com.evil.example', 'https://evilapp.example.com', 'https://app.example.co',
+    'http://app.example.com', 'https://app.example.com:8443', 'null', 'https://APP.example.com', 'https://app.example.com/',
+    'http://localhost:41000', 'http://localhost', 'http://127.0.0.1:4100',
+  ]
+  for (const origin of hostile) {
+    const simple = await app.inject({ url: '/api/health', headers: { origin } })
+    t.equal(simple.headers['access-control-allow-origin'], undefined, `${origin}: no allow-origin`)
+    t.equal(simple.headers['access-control-allow-credentials'], undefined, `${origin}: no credentials`)
+    t.match(simple.headers.vary, /Origin/)
+    const pre = await preflight(origin)
+    t.equal(pre.headers['access-control-allow-origin'], undefined, `${origin}: preflight refused`)
+    t.equal(pre.headers['access-control-allow-methods'], undefined)
+    t.equal(pre.headers['access-control-allow-headers'], undefined)
+  }
+})
+
+t.test('a preflight from an allowed origin lists the contract methods and headers, cached 600 s', async (t) => {
+  const response = await preflight('http://localhost:4100', 'PATCH', 'content-type,x-requested-with')
+  t.equal(response.statusCode, 204)
+  t.equal(response.headers['access-control-allow-origin'], 'http://localhost:4100')
+  t.equal(response.headers['access-control-allow-credentials'], 'true')
+  t.equal(response.headers['access-control-allow-methods'], 'GET, POST, PATCH, DELETE')
+  t.equal(response.headers['access-control-allow-headers'], 'Content-Type, Authorization, X-Origin, X-Requested-With, Accept')
+  t.equal(response.headers['access-control-max-age'], '600')
+  t.match(response.headers.vary, /Origin/)
+  t.equal(response.headers['x-content-type-options'], 'nosniff', 'Helmet headers on preflights too')
+})
+
+t.test('Vary: Origin on every answer, errors and 404s included, with or without Origin', async (t) => {
+  for (const request of [{ url: '/api/health' }, { url: '/api/tasks' }, { url: '/api/nope' }, { url: '/api/health', headers: { origin: 'https://app.example.com' } }]) {
+    const response = await app.inject(request)
+    t.match(response.headers.vary, /Origin/, request.url)
+  }
+})
+
+t.test('the wildcard is never sent', async (t) => {
+  for (const origin of ['*', 'https://app.example.com']) {
+    t.not((await app.inject({ url: '/api/health', headers: { origin } })).headers['access-control-allow-origin'], '*')
+  }
+})
