@@ -13,6 +13,8 @@ export default fp(async (app) => {
     credentials: true,
     methods: ['GET', 'POST', 'PATCH', 'DELETE'],
     allowedHeaders: ['Content-Type', 'Authorization', 'X-Origin', 'X-Requested-With', 'Accept'],
+    // A cross-origin frontend can read these on a 429 or 503 and say how long to wait.
+    exposedHeaders: ['Retry-After'],
     maxAge: 600,
     // Answer every preflight here, before routing, auth or rate limits can refuse it.
     hook: 'onRequest',

@@ -1,3 +1,4 @@
+/* global location */
 import { api, onSessionEnded } from './api.js'
 import { h, replaceChildren } from './dom.js'
 import { friendlyMessage } from './errors.js'
@@ -21,8 +22,13 @@ const ROUTES = {
   '#/users': { screen: usersScreen, title: 'Users', signedIn: true, role: 'admin' },
 }
 
-/** A short message above the screen; `kind` is 'info' or 'error'. It stays until the next one. */
+// A notice survives the one navigation that follows it ("You have signed out" on the sign-in
+// screen), and is cleared by the next.
+let keepNotice = false
+
+/** A short message above the screen; `kind` is 'info' or 'error'. */
 function notify (text, kind = 'info') {
+  keepNotice = Boolean(text)
   if (!text) {
     notice.hidden = true
     replaceChildren(notice)
@@ -79,14 +85,14 @@ function renderHeader () {
             link('#/account', 'Account'),
             user.role === 'admin' ? link('#/users', 'Users') : null),
           h('div', { class: 'who' },
-            h('span', { class: 'who-name' }, 'Signed in as ', h('strong', {}, user.username)),
+            h('span', { class: 'who-name' }, h('span', { class: 'who-label' }, 'Signed in as '), h('strong', {}, user.username)),
             h('button', { type: 'button', class: 'button button-quiet', onclick: signOut }, 'Sign out')),
         ]
       : null)
 }
 
 function render () {
-  let route = ROUTES[location.hash]
+  const route = ROUTES[location.hash]
   if (!route) {
     navigate(session.user ? '#/tasks' : '#/sign-in')
     return
@@ -104,7 +110,8 @@ function render () {
     navigate('#/tasks')
     return
   }
-  route = ROUTES[location.hash]
+  if (!keepNotice) notify(null)
+  keepNotice = false
   document.title = `${route.title} · Tasks`
   renderHeader()
   const context = { session, navigate, notify, signedIn, signedOut }

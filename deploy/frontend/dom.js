@@ -1,3 +1,4 @@
+/* global Node */
 // Every node is built here, and all text goes in through text nodes: user data never passes
 // through innerHTML, so a task titled "<img src=x onerror=...>" is shown, not run.
 

@@ -1,0 +1,112 @@
+import { api } from '../api.js'
+import { busy, field, formatDate, h, replaceChildren } from '../dom.js'
+import { friendlyMessage } from '../errors.js'
+import { showError } from './auth.js'
+
+/** "Chrome on Linux" from a user-agent string: enough to recognise one's own devices. */
+function describeAgent (userAgent) {
+  if (!userAgent) return 'Unknown device'
+  const browser = [['Edg/', 'Edge'], ['Firefox/', 'Firefox'], ['Chrome/', 'Chrome'], ['Chromium/', 'Chromium'], ['Safari/', 'Safari'], ['curl/', 'curl']]
+    .find(([marker]) => userAgent.includes(marker))?.[1] ?? 'Browser'
+  const system = [['Android', 'Android'], ['iPhone', 'iPhone'], ['iPad', 'iPad'], ['Windows', 'Windows'], ['Mac OS X', 'macOS'], ['Linux', 'Linux']]
+    .find(([marker]) => userAgent.includes(marker))?.[1]
+  return system ? `${browser} on ${system}` : browser
+}
+
+export function accountScreen ({ session, notify, signedOut }) {
+  const current = h('input', { name: 'current-password', type: 'password', autocomplete: 'current-password', required: true })
+  const next = h('input', { name: 'new-password', type: 'password', autocomplete: 'new-password', required: true, minlength: 8, maxlength: 256 })
+  const repeat = h('input', { name: 'repeat-password', type: 'password', autocomplete: 'new-password', required: true })
+  const passwordError = h('p', { class: 'form-error', role: 'alert', hidden: true })
+  const passwordForm = h('form', { class: 'stack' },
+    field('Current password', current),
+    field('New password', next, 'At least 8 characters.'),
+    field('Repeat new password', repeat),
+    passwordError,
+    h('div', { class: 'row' }, h('button', { type: 'submit', class: 'button button-primary' }, 'Change password')))
+  passwordForm.addEventListener('submit', (event) => {
+    event.preventDefault()
+    showError(passwordError, null)
+    if (next.value !== repeat.value) {
+      showError(passwordError, 'The two new passwords don’t match.')
+      return
+    }
+    busy(passwordForm, async () => {
+      try {
+        await api.changePassword(current.value, next.value)
+        passwordForm.reset()
+        notify('Password changed. Your other devices have been signed out.')
+        loadSessions()
+      } catch (error) {
+        showError(passwordError, error.code === 'BAD_CREDENTIALS' ? 'Your current password isn’t right.' : friendlyMessage(error))
+      }
+    })
+  })
+
+  const sessionList = h('ul', { class: 'session-list', 'aria-label': 'Active sessions' })
+
+  async function loadSessions () {
+    try {
+      const { items } = await api.sessions()
+      replaceChildren(sessionList, items.map(sessionItem))
+    } catch (error) {
+      replaceChildren(sessionList, h('li', { class: 'form-error' }, friendlyMessage(error)))
+    }
+  }
+
+  function sessionItem (item) {
+    const end = h('button', { type: 'button', class: 'button button-quiet button-danger' }, item.current ? 'Sign out' : 'End session')
+    end.addEventListener('click', async () => {
+      end.disabled = true
+      try {
+        await api.revokeSession(item.id)
+        if (item.current) signedOut('You have signed out.')
+        else loadSessions()
+      } catch (error) {
+        end.disabled = false
+        notify(friendlyMessage(error), 'error')
+      }
+    })
+    return h('li', { class: 'session' },
+      h('div', {},
+        h('p', { class: 'session-device' }, describeAgent(item.userAgent),
+          item.current ? h('span', { class: 'badge' }, 'This device') : null),
+        h('p', { class: 'task-meta' },
+          `Signed in ${formatDate(item.createdAt)} · last active ${formatDate(item.lastUsedAt)}`,
+          item.ip ? ` · ${item.ip}` : '')),
+      end)
+  }
+
+  const everywhere = h('button', { type: 'button', class: 'button button-danger-solid' }, 'Sign out everywhere')
+  everywhere.addEventListener('click', async () => {
+    everywhere.disabled = true
+    try {
+      await api.logoutAll()
+      signedOut('You have been signed out on all your devices.')
+    } catch (error) {
+      everywhere.disabled = false
+      notify(friendlyMessage(error), 'error')
+    }
+  })
+
+  loadSessions()
+
+  return h('section', { class: 'screen' },
+    h('h1', { tabindex: '-1' }, 'Account'),
+    h('div', { class: 'card' },
+      h('h2', {}, 'Profile'),
+      h('dl', { class: 'facts' },
+        h('dt', {}, 'Username'), h('dd', {}, session.user.username),
+        h('dt', {}, 'Role'), h('dd', {}, session.user.role === 'admin' ? 'Administrator' : 'User'),
+        h('dt', {}, 'Member since'), h('dd', {}, formatDate(session.user.createdAt)))),
+    h('div', { class: 'card' },
+      h('h2', {}, 'Change password'),
+      h('p', { class: 'muted' }, 'Changing your password signs out every other device.'),
+      passwordForm),
+    h('div', { class: 'card' },
+      h('h2', {}, 'Where you’re signed in'),
+      sessionList,
+      h('div', { class: 'row row-space' },
+        h('p', { class: 'muted' }, 'Lost a device? End every session, this one included.'),
+        everywhere)))
+}
