@@ -1,6 +1,6 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AUDIT_TYPES, listAuditEvents } from '../src/db/queries/audit.js'
-import { DateTime, PageQuery, Uuid } from '../src/schemas.js'
+import { DateTime, Page, PageQuery, signedIn, Uuid } from '../src/schemas.js'
 
 const AuditEvent = Type.Object({
   id: Uuid,
@@ -18,13 +18,13 @@ const auditRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['audit'],
       summary: 'The audit log, newest first (admin)',
-      security: [{ cookieAuth: [] }, { bearerAuth: [] }],
+      security: signedIn,
       querystring: Type.Object({
         ...PageQuery,
         userId: Type.Optional(Uuid),
         type: Type.Optional(Type.Union(AUDIT_TYPES.map((type) => Type.Literal(type)))),
       }, { additionalProperties: false }),
-      response: { 200: Type.Object({ items: Type.Array(AuditEvent), nextCursor: Type.Union([Type.String(), Type.Null()]) }) },
+      response: { 200: Page(AuditEvent) },
     },
   }, async (request) => {
     const { limit, cursor, userId, type } = request.query

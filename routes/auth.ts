@@ -10,7 +10,7 @@ import {
   BadCredentials, CommonPassword, RefreshInvalid, RefreshReused, SamePassword, SessionNotFound, WrongPassword,
 } from '../src/errors.js'
 import { hashPassword, isCommonPassword, PASSWORD_MAX_LENGTH, spendDecoyVerification, verifyPassword } from '../src/passwords.js'
-import { Credentials, DateTime, IdParams, Password, UserEnvelope } from '../src/schemas.js'
+import { Credentials, DateTime, IdParams, NoContent, Password, signedIn, UserEnvelope } from '../src/schemas.js'
 
 const Session = Type.Object({
   id: Type.String({ format: 'uuid' }),
@@ -20,9 +20,6 @@ const Session = Type.Object({
   ip: Type.Union([Type.String(), Type.Null()]),
   current: Type.Boolean(),
 })
-
-const NoContent = Type.Null({ description: 'No content' })
-const signedIn = [{ cookieAuth: [] }, { bearerAuth: [] }]
 
 function clientInfo (request: FastifyRequest): ClientInfo {
   const userAgent = request.headers['user-agent']

@@ -1,7 +1,7 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { prepareTaskQueries } from '../src/db/queries/tasks.js'
 import { TaskNotFound } from '../src/errors.js'
-import { DateTime, IdParams, PageQuery, TaskDescription, TaskTitle, Uuid } from '../src/schemas.js'
+import { DateTime, IdParams, NoContent, Page, PageQuery, signedIn, TaskDescription, TaskTitle, Uuid } from '../src/schemas.js'
 
 const Task = Type.Object({
   id: Uuid,
@@ -13,8 +13,6 @@ const Task = Type.Object({
   updatedAt: DateTime,
 })
 const TaskEnvelope = Type.Object({ task: Task })
-const NoContent = Type.Null({ description: 'No content' })
-const signedIn = [{ cookieAuth: [] }, { bearerAuth: [] }]
 
 /** Every route works on the caller's own tasks only; see prepareTaskQueries for how. */
 const tasksRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -27,7 +25,7 @@ const tasksRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'List your tasks, newest first',
       security: signedIn,
       querystring: Type.Object(PageQuery, { additionalProperties: false }),
-      response: { 200: Type.Object({ items: Type.Array(Task), nextCursor: Type.Union([Type.String(), Type.Null()]) }) },
+      response: { 200: Page(Task) },
     },
   }, async (request) => tasks.list(request.user.id, request.query.limit, request.query.cursor))
 

@@ -3,10 +3,7 @@ import { recordAuditEvent } from '../src/db/queries/audit.js'
 import { revokeAllSessions } from '../src/db/queries/sessions.js'
 import { changeRole, deleteUser, findUserById, listUsers } from '../src/db/queries/users.js'
 import { UserNotFound } from '../src/errors.js'
-import { IdParams, PageQuery, RoleSchema, UserEnvelope, UserSchema } from '../src/schemas.js'
-
-const NoContent = Type.Null({ description: 'No content' })
-const signedIn = [{ cookieAuth: [] }, { bearerAuth: [] }]
+import { IdParams, NoContent, Page, PageQuery, RoleSchema, signedIn, UserEnvelope, UserSchema } from '../src/schemas.js'
 
 const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const adminOnly = app.tokenRequired(['admin'])
@@ -19,7 +16,7 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Every user, newest first (admin)',
       security: signedIn,
       querystring: Type.Object(PageQuery, { additionalProperties: false }),
-      response: { 200: Type.Object({ items: Type.Array(UserSchema), nextCursor: Type.Union([Type.String(), Type.Null()]) }) },
+      response: { 200: Page(UserSchema) },
     },
   }, async (request) => listUsers(app.db, request.query.limit, request.query.cursor))
 

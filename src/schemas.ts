@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox'
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from './passwords.js'
 import { ROLES } from './db/schema.js'
 
@@ -54,3 +54,12 @@ export const ErrorSchema = Type.Object({
   message: Type.String(),
   code: Type.Optional(Type.String()),
 })
+
+/** A 204 answer: the serializer sends nothing. */
+export const NoContent = Type.Null({ description: 'No content' })
+
+/** OpenAPI security for routes behind tokenRequired: the access cookie or a Bearer token. */
+export const signedIn = [{ cookieAuth: [] }, { bearerAuth: [] }]
+
+/** A keyset page of items: `nextCursor` is null on the last page. */
+export const Page = <T extends TSchema>(item: T) => Type.Object({ items: Type.Array(item), nextCursor: Type.Union([Type.String(), Type.Null()]) })

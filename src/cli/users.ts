@@ -37,11 +37,13 @@ const quietLog: AuditLog = { info: () => {} }
 async function readPassword (io: CliIo, fromStdin: boolean): Promise<string> {
   if (fromStdin || io.stdin.isTTY !== true) {
     const lines = createInterface({ input: io.stdin, terminal: false })
-    for await (const line of lines) {
-      lines.close()
-      return line
-    }
-    return ''
+    // The first line, or nothing when stdin ends without one.
+    const first = await new Promise<string>((resolve) => {
+      lines.once('line', resolve)
+      lines.once('close', () => resolve(''))
+    })
+    lines.close()
+    return first
   }
   // On a terminal: echo nothing, so the password never lands on screen or in scrollback.
   const muted = new Writable({ write: (_chunk, _encoding, callback) => { callback() } })
