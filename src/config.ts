@@ -136,6 +136,17 @@ function readDatabaseUrl (env: Env): string | undefined {
   return url
 }
 
+/**
+ * Only what the database tools (`db:migrate`, the users CLI) need: they sign no token, so they must
+ * not require JWT_SECRET in production nor generate a development secret.
+ */
+export function loadDatabaseConfig (env: Env = process.env): { databaseUrl: string | undefined, dataDir: string } {
+  return {
+    databaseUrl: readDatabaseUrl(env),
+    dataDir: env.DATA_DIR !== undefined && env.DATA_DIR !== '' ? env.DATA_DIR : './data',
+  }
+}
+
 /** The one place that reads the environment: a frozen, typed Config, or a ConfigError naming the variable. */
 export function loadConfig (env: Env = process.env): Config {
   const isProduction = env.NODE_ENV === 'production'

@@ -1,10 +1,10 @@
-import { ConfigError, loadConfig } from '../config.js'
+import { ConfigError, loadDatabaseConfig } from '../config.js'
 import { openDatabase } from '../db/client.js'
 
 // `npm run db:migrate`: applies pending migrations to DATABASE_URL (or the embedded database) and
 // exits. Production runs it as the schema owner, then starts the API with MIGRATE_ON_START=false.
 try {
-  const config = loadConfig(process.env)
+  const config = loadDatabaseConfig(process.env)
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 1 })
   try {
     await database.migrate()

@@ -2,7 +2,7 @@ import { createInterface } from 'node:readline'
 import { Writable, type Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { ConfigError, loadConfig } from '../config.js'
+import { ConfigError, loadDatabaseConfig } from '../config.js'
 import { openDatabase, type Database } from '../db/client.js'
 import { recordAuditEvent, type AuditLog } from '../db/queries/audit.js'
 import { revokeAllSessions } from '../db/queries/sessions.js'
@@ -161,7 +161,7 @@ export async function runUsersCommand (argv: string[], database: Database, io: C
 async function main (): Promise<number> {
   let database: Database
   try {
-    const config = loadConfig(process.env)
+    const config = loadDatabaseConfig(process.env)
     database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 1 })
     await database.migrate()
   } catch (error) {
