@@ -5,7 +5,7 @@ import type { CookieSerializeOptions } from '@fastify/cookie'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Role } from '../src/db/schema.js'
-import { prepareActiveSessionUser } from '../src/db/queries/sessions.js'
+import { prepareActiveSessionUser, type Caller } from '../src/db/queries/sessions.js'
 import { recordAuditEvent } from '../src/db/queries/audit.js'
 import { ForbiddenRole, SessionRevoked, TokenExpired, TokenInvalid, TokenMissing } from '../src/errors.js'
 
@@ -19,9 +19,17 @@ declare module '@fastify/jwt' {
 }
 
 declare module 'fastify' {
+  interface FastifyRequest {
+    caller: Caller
+  }
   interface FastifyInstance {
     /** A preHandler (or onRequest hook): 401 unless signed in with a live session, 403 unless the role fits. */
     tokenRequired: (roles?: readonly Role[]) => (request: FastifyRequest) => Promise<void>
+    /**
+     * Half of tokenRequired, for routes whose every query checks the session itself in the same
+     * round trip (the tasks routes): 401 unless the access token is valid; sets request.caller.
+     */
+    tokenVerified: () => (request: FastifyRequest) => Promise<void>
     signAccessToken: (user: { id: string, role: Role }, sessionId: string) => string
     setAuthCookies: (reply: FastifyReply, tokens: { accessToken: string, refreshToken?: string }) => void
     clearAuthCookies: (reply: FastifyReply) => void
@@ -91,6 +99,12 @@ export default fp(async (app) => {
   }
 
   const activeSessionUser = prepareActiveSessionUser(app.db)
+
+  app.decorateRequest('caller', null as unknown as Caller)
+  app.decorate('tokenVerified', () => async function tokenVerified (request: FastifyRequest) {
+    const claims = readClaims(request)
+    request.caller = { userId: claims.sub, sessionId: claims.sid }
+  })
 
   app.decorate('tokenRequired', (roles?: readonly Role[]) => async function tokenRequired (request: FastifyRequest) {
     const claims = readClaims(request)

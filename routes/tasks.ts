@@ -14,10 +14,13 @@ const Task = Type.Object({
 })
 const TaskEnvelope = Type.Object({ task: Task })
 
-/** Every route works on the caller's own tasks only; see prepareTaskQueries for how. */
+/**
+ * Every route works on the caller's own tasks only. The token is verified here; the session is
+ * checked by each query itself, in the same round trip (see prepareTaskQueries).
+ */
 const tasksRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const tasks = prepareTaskQueries(app.db)
-  app.addHook('preHandler', app.tokenRequired())
+  app.addHook('preHandler', app.tokenVerified())
 
   app.get('/', {
     schema: {
@@ -27,7 +30,7 @@ const tasksRoutes: FastifyPluginAsyncTypebox = async (app) => {
       querystring: Type.Object(PageQuery, { additionalProperties: false }),
       response: { 200: Page(Task) },
     },
-  }, async (request) => tasks.list(request.user.id, request.query.limit, request.query.cursor))
+  }, async (request) => tasks.list(request.caller, request.query.limit, request.query.cursor))
 
   app.post('/', {
     schema: {
@@ -42,14 +45,14 @@ const tasksRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 201: TaskEnvelope },
     },
   }, async (request, reply) => {
-    const task = await tasks.create(request.user.id, request.body)
+    const task = await tasks.create(request.caller, request.body)
     return reply.code(201).send({ task })
   })
 
   app.get('/:id', {
     schema: { tags: ['tasks'], summary: 'One of your tasks', security: signedIn, params: IdParams, response: { 200: TaskEnvelope } },
   }, async (request) => {
-    const task = await tasks.get(request.user.id, request.params.id)
+    const task = await tasks.get(request.caller, request.params.id)
     if (!task) throw new TaskNotFound()
     return { task }
   })
@@ -68,7 +71,7 @@ const tasksRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: TaskEnvelope },
     },
   }, async (request) => {
-    const task = await tasks.update(request.user.id, request.params.id, request.body)
+    const task = await tasks.update(request.caller, request.params.id, request.body)
     if (!task) throw new TaskNotFound()
     return { task }
   })
@@ -76,7 +79,7 @@ const tasksRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.delete('/:id', {
     schema: { tags: ['tasks'], summary: 'Delete one of your tasks', security: signedIn, params: IdParams, response: { 204: NoContent } },
   }, async (request, reply) => {
-    if (!await tasks.remove(request.user.id, request.params.id)) throw new TaskNotFound()
+    if (!await tasks.remove(request.caller, request.params.id)) throw new TaskNotFound()
     return reply.code(204).send(null)
   })
 }

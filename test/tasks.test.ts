@@ -122,3 +122,32 @@ t.test('tasks need a signed-in caller', async (t) => {
     t.equal(response.statusCode, 401, `${method} ${url}`)
   }
 })
+
+t.test('every task route refuses a signed-out session on the next request, and changes nothing', async (t) => {
+  const dan = await signIn(app)
+  const { task } = (await create(dan, { title: 'Before sign-out' })).json()
+  t.equal((await app.inject({ method: 'POST', url: '/api/auth/logout', cookies: dan.cookies })).statusCode, 204)
+  const requests = [
+    { method: 'GET', url: '/api/tasks' },
+    { method: 'GET', url: `/api/tasks?cursor=${Buffer.from(`${new Date().toISOString()}|${task.id}`).toString('base64url')}` },
+    { method: 'POST', url: '/api/tasks', payload: { title: 'After sign-out' } },
+    { method: 'GET', url: `/api/tasks/${task.id}` },
+    { method: 'PATCH', url: `/api/tasks/${task.id}`, payload: { title: 'Changed after sign-out' } },
+    { method: 'DELETE', url: `/api/tasks/${task.id}` },
+  ] as const
+  for (const request of requests) {
+    const response = await app.inject({ ...request, cookies: dan.cookies })
+    t.equal(response.statusCode, 401, `${request.method} ${request.url}`)
+    t.equal(response.json().code, 'SESSION_REVOKED')
+  }
+  const rows = await app.db.select().from(tasks).where(eq(tasks.ownerId, dan.id))
+  t.equal(rows.length, 1, 'nothing created or deleted')
+  t.equal(rows[0]!.title, 'Before sign-out', 'nothing changed')
+})
+
+t.test('a user with no tasks gets an empty page, not a 401', async (t) => {
+  const erin = await signIn(app)
+  const response = await app.inject({ url: '/api/tasks', cookies: erin.cookies })
+  t.equal(response.statusCode, 200)
+  t.same(response.json(), { items: [], nextCursor: null })
+})

@@ -13,6 +13,9 @@ export interface SessionLimits {
   readonly refreshReuseGrace: number
 }
 
+/** The signed-in caller as an access token names them: a user and one of their sessions. */
+export interface Caller { userId: string, sessionId: string }
+
 export interface ClientInfo {
   readonly userAgent: string | null
   readonly ip: string | null
@@ -65,6 +68,11 @@ const isActive = () => and(
   gt(sessions.absoluteExpiresAt, sql`now()`)
 )
 
+/** That session, if it belongs to that user and is neither revoked nor expired (values or placeholders). */
+export function activeSession (who: { sessionId: unknown, userId: unknown }) {
+  return and(eq(sessions.id, who.sessionId as string), eq(sessions.userId, who.userId as string), isActive())
+}
+
 /**
  * The hot path of every authenticated request: the session, if still alive, with its user's
  * current role, in one round trip. Prepared once per database so Postgres plans it once.
@@ -74,11 +82,7 @@ export function prepareActiveSessionUser (db: Db) {
     .select({ ...publicUser, sessionId: sessions.id })
     .from(sessions)
     .innerJoin(users, eq(users.id, sessions.userId))
-    .where(and(
-      eq(sessions.id, sql.placeholder('sessionId')),
-      eq(sessions.userId, sql.placeholder('userId')),
-      isActive()
-    ))
+    .where(activeSession({ sessionId: sql.placeholder('sessionId'), userId: sql.placeholder('userId') }))
     .prepare('active_session_user')
 }
 

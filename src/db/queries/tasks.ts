@@ -1,7 +1,9 @@
 import { and, desc, eq, sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
-import { tasks } from '../schema.js'
+import { sessions, tasks } from '../schema.js'
 import { decodeCursor, toPage } from '../pagination.js'
+import { SessionRevoked } from '../../errors.js'
+import { activeSession, prepareActiveSessionUser, type Caller } from './sessions.js'
 
 export const publicTask = {
   id: tasks.id,
@@ -16,56 +18,80 @@ export const publicTask = {
 export interface TaskChanges { title?: string, description?: string, done?: boolean }
 
 /**
- * Every task query names its owner in the WHERE clause: another user's task is simply not found,
- * indistinguishable from one that never existed. The queries are prepared once per database, so
- * Postgres parses and plans each of them once per connection, not once per request.
+ * The task queries check the caller's session themselves, in the same statement as the work:
+ * the owner is `(select user_id from sessions where <that session is alive>)`, so a revoked or
+ * expired session owns nothing and can create nothing, and a request costs one round trip, not two.
+ * Only when a statement finds no row is the session looked up alone, to tell a 401 from a 404.
+ *
+ * Ownership lives in the WHERE clause too: another user's task is simply not found, exactly like
+ * one that never existed. Every statement is prepared once per database, so Postgres parses and
+ * plans it once per connection, not once per request.
  */
 export function prepareTaskQueries (db: Db) {
-  const ownedBy = eq(tasks.ownerId, sql.placeholder('ownerId'))
-  const byIdAndOwner = and(eq(tasks.id, sql.placeholder('id')), ownedBy)
+  const caller = { sessionId: sql.placeholder('sessionId'), userId: sql.placeholder('userId') }
+  const liveOwner = db.select({ userId: sessions.userId }).from(sessions).where(activeSession(caller))
+  const ownedByCaller = eq(tasks.ownerId, sql`(${liveOwner})`)
+  const byIdForCaller = and(eq(tasks.id, sql.placeholder('id')), ownedByCaller)
   const newestFirst = [desc(tasks.createdAt), desc(tasks.id)] as const
 
-  const firstPage = db.select(publicTask).from(tasks).where(ownedBy)
+  const firstPage = db.select(publicTask).from(tasks).where(ownedByCaller)
     .orderBy(...newestFirst).limit(sql.placeholder('limit')).prepare('tasks_first_page')
   // Keyset paging: rows strictly after the cursor in (created_at, id) order. Inserts made between
   // two page fetches land before the first page, so a walk never repeats or skips a row.
   const nextPage = db.select(publicTask).from(tasks)
-    .where(and(ownedBy, sql`(${tasks.createdAt}, ${tasks.id}) < (${sql.placeholder('cursorAt')}::timestamptz, ${sql.placeholder('cursorId')}::uuid)`))
+    .where(and(ownedByCaller, sql`(${tasks.createdAt}, ${tasks.id}) < (${sql.placeholder('cursorAt')}::timestamptz, ${sql.placeholder('cursorId')}::uuid)`))
     .orderBy(...newestFirst).limit(sql.placeholder('limit')).prepare('tasks_next_page')
-  const one = db.select(publicTask).from(tasks).where(byIdAndOwner).prepare('tasks_one')
-  const insert = db.insert(tasks).values({
-    ownerId: sql.placeholder('ownerId'),
-    title: sql.placeholder('title'),
-    description: sql.placeholder('description'),
-    done: sql.placeholder('done'),
-  }).returning(publicTask).prepare('tasks_insert')
-  const remove = db.delete(tasks).where(byIdAndOwner).returning({ id: tasks.id }).prepare('tasks_delete')
+  const one = db.select(publicTask).from(tasks).where(byIdForCaller).prepare('tasks_one')
+  // insert … select from the live session: no live session, no row. Drizzle's insert-select wants
+  // every column, in table order.
+  const insert = db.insert(tasks).select(db.select({
+    id: sql<string>`gen_random_uuid()`.as('id'),
+    ownerId: sessions.userId,
+    title: sql<string>`${sql.placeholder('title')}::text`.as('title'),
+    description: sql<string>`${sql.placeholder('description')}::text`.as('description'),
+    done: sql<boolean>`${sql.placeholder('done')}::boolean`.as('done'),
+    createdAt: sql<Date>`now()`.as('created_at'),
+    updatedAt: sql<Date>`now()`.as('updated_at'),
+  }).from(sessions).where(activeSession(caller))).returning(publicTask).prepare('tasks_insert')
+  const remove = db.delete(tasks).where(byIdForCaller).returning({ id: tasks.id }).prepare('tasks_delete')
+  const sessionUser = prepareActiveSessionUser(db)
+
+  /** After a statement found nothing: a dead session is a 401, a live one means "no such task". */
+  async function assertSessionAlive (who: Caller) {
+    const [alive] = await sessionUser.execute({ ...who })
+    if (!alive) throw new SessionRevoked()
+  }
 
   return {
-    async list (ownerId: string, limit: number, cursor: string | undefined) {
-      const rows = cursor === undefined
-        ? await firstPage.execute({ ownerId, limit: limit + 1 })
-        : await (() => {
-          const { at, id } = decodeCursor(cursor)
-          return nextPage.execute({ ownerId, limit: limit + 1, cursorAt: at.toISOString(), cursorId: id })
-        })()
+    async list (who: Caller, limit: number, cursor: string | undefined) {
+      const after = cursor === undefined ? undefined : decodeCursor(cursor)
+      const rows = after === undefined
+        ? await firstPage.execute({ ...who, limit: limit + 1 })
+        : await nextPage.execute({ ...who, limit: limit + 1, cursorAt: after.at.toISOString(), cursorId: after.id })
+      if (rows.length === 0) await assertSessionAlive(who)
       return toPage(rows, limit, (task) => ({ at: task.createdAt, id: task.id }))
     },
-    async create (ownerId: string, values: TaskChanges & { title: string }) {
-      const [task] = await insert.execute({ ownerId, title: values.title, description: values.description ?? '', done: values.done ?? false })
-      return task!
-    },
-    async get (ownerId: string, id: string) {
-      const [task] = await one.execute({ ownerId, id })
+    async create (who: Caller, values: TaskChanges & { title: string }) {
+      const [task] = await insert.execute({ ...who, title: values.title, description: values.description ?? '', done: values.done ?? false })
+      if (!task) throw new SessionRevoked()
       return task
     },
-    async update (ownerId: string, id: string, changes: TaskChanges) {
+    async get (who: Caller, id: string) {
+      const [task] = await one.execute({ ...who, id })
+      if (!task) await assertSessionAlive(who)
+      return task
+    },
+    async update (who: Caller, id: string, changes: TaskChanges) {
+      // Not prepared: which columns it sets depends on the request.
       const [task] = await db.update(tasks).set({ ...changes, updatedAt: sql`now()` })
-        .where(and(eq(tasks.id, id), eq(tasks.ownerId, ownerId))).returning(publicTask)
+        .where(and(eq(tasks.id, id), eq(tasks.ownerId, sql`(${db.select({ userId: sessions.userId }).from(sessions).where(activeSession(who))})`)))
+        .returning(publicTask)
+      if (!task) await assertSessionAlive(who)
       return task
     },
-    async remove (ownerId: string, id: string) {
-      const deleted = await remove.execute({ ownerId, id })
+    async remove (who: Caller, id: string) {
+      const deleted = await remove.execute({ ...who, id })
+      if (deleted.length === 0) await assertSessionAlive(who)
       return deleted.length > 0
     },
   }
