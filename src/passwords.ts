@@ -1,4 +1,6 @@
+import { availableParallelism } from 'node:os'
 import { hash, verify, type Options } from '@node-rs/argon2'
+import pLimit from 'p-limit'
 import { dictionary } from '@zxcvbn-ts/language-common'
 
 // 19 MiB, 2 passes, 1 lane: OWASP's argon2id floor (Password Storage Cheat Sheet). The async calls
@@ -9,6 +11,12 @@ export const ARGON2_OPTIONS: Options = {
   timeCost: 2,
   parallelism: 1,
 }
+
+// Hashing is CPU-bound: more hashes at once than cores only queue inside libuv's pool (4 threads by
+// default), each holding its 19 MiB, and starve the event loop and Postgres of CPU. Extra sign-ins
+// wait here instead, costing nothing.
+export const HASHING_CONCURRENCY = availableParallelism()
+const hashingSlot = pLimit(HASHING_CONCURRENCY)
 
 export const PASSWORD_MIN_LENGTH = 8
 export const PASSWORD_MAX_LENGTH = 256
@@ -26,13 +34,13 @@ export function isCommonPassword (password: string): boolean {
 }
 
 export function hashPassword (password: string): Promise<string> {
-  return hash(password, ARGON2_OPTIONS)
+  return hashingSlot(() => hash(password, ARGON2_OPTIONS))
 }
 
 /** Never throws on a malformed stored hash: a broken row is a failed sign-in, not a 500. */
 export async function verifyPassword (storedHash: string, password: string): Promise<boolean> {
   try {
-    return await verify(storedHash, password)
+    return await hashingSlot(() => verify(storedHash, password))
   } catch {
     return false
   }
