@@ -1,6 +1,6 @@
 import t from 'tap'
 import { execFile } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { PassThrough, Readable } from 'node:stream'
@@ -100,7 +100,11 @@ t.test('delete removes a user with their sessions; list prints everyone', async 
 t.test('the real entry point works on DATABASE_URL or the embedded database, with exit codes', async (t) => {
   const databaseUrl = await freshDatabaseUrl(t)
   const env: Record<string, string> = { PATH: process.env.PATH ?? '', LOG_LEVEL: 'silent' }
-  if (databaseUrl === undefined) env.DATA_DIR = mkdtempSync(join(tmpdir(), 'cli-'))
+  if (databaseUrl === undefined) {
+    const dataDir = mkdtempSync(join(tmpdir(), 'cli-'))
+    t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+    env.DATA_DIR = dataDir
+  }
   else env.DATABASE_URL = databaseUrl
   const run = (args: string[], input: string) => new Promise<{ code: number, out: string, err: string }>((resolve) => {
     const child = execFile(process.execPath, ['--import', 'tsx', 'src/cli/users.ts', ...args], { env, timeout: 60_000 }, (error, out, err) => {

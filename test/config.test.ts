@@ -1,5 +1,5 @@
 import t from 'tap'
-import { mkdtempSync, readFileSync, statSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
@@ -59,12 +59,14 @@ t.test('ADMIN_USERNAME without ADMIN_PASSWORD names the missing one', async (t) 
 
 t.test('the development secret is generated once, kept in DATA_DIR with mode 0600, and reused', async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'cfg-'))
+  const otherDir = mkdtempSync(join(tmpdir(), 'cfg-'))
+  t.teardown(() => { rmSync(dataDir, { recursive: true, force: true }); rmSync(otherDir, { recursive: true, force: true }) })
   const first = loadConfig({ DATA_DIR: dataDir })
   const second = loadConfig({ DATA_DIR: dataDir })
   t.equal(first.jwtSecret, second.jwtSecret, 'the same secret after a restart')
   t.equal(readFileSync(join(dataDir, 'jwt-secret'), 'utf8').trim(), first.jwtSecret)
   t.equal(statSync(join(dataDir, 'jwt-secret')).mode & 0o777, 0o600)
-  t.not(loadConfig({ DATA_DIR: mkdtempSync(join(tmpdir(), 'cfg-')) }).jwtSecret, first.jwtSecret, 'another data dir, another secret')
+  t.not(loadConfig({ DATA_DIR: otherDir }).jwtSecret, first.jwtSecret, 'another data dir, another secret')
 })
 
 t.test('the server refuses to start in production without a secret, with one clear line', async (t) => {
