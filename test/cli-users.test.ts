@@ -104,8 +104,7 @@ t.test('the real entry point works on DATABASE_URL or the embedded database, wit
     const dataDir = mkdtempSync(join(tmpdir(), 'cli-'))
     t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
     env.DATA_DIR = dataDir
-  }
-  else env.DATABASE_URL = databaseUrl
+  } else env.DATABASE_URL = databaseUrl
   const run = (args: string[], input: string) => new Promise<{ code: number, out: string, err: string }>((resolve) => {
     const child = execFile(process.execPath, ['--import', 'tsx', 'src/cli/users.ts', ...args], { env, timeout: 60_000 }, (error, out, err) => {
       resolve({ code: error === null ? 0 : Number(error.code ?? 1), out, err })

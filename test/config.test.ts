@@ -20,10 +20,23 @@ function refusal (env: Record<string, string>): string | undefined {
 t.test('defaults follow the contract', async (t) => {
   const config = loadConfig({ DATA_DIR: 'memory://' })
   t.match(config, {
-    port: 8086, host: '127.0.0.1', databaseUrl: undefined, corsOrigins: ['http://localhost:4100', 'http://127.0.0.1:4100'],
-    cookieSecure: true, cookiePartitioned: true, trustProxy: [], accessTokenTtl: 900, refreshTokenTtl: 1_209_600,
-    sessionMaxAge: 2_592_000, refreshReuseGrace: 10, migrateOnStart: true, docs: true, frontendPort: 4100, logLevel: 'info',
-    accessCookieName: '__Host-access_token', refreshCookieName: '__Secure-refresh_token',
+    port: 8086,
+    host: '127.0.0.1',
+    databaseUrl: undefined,
+    corsOrigins: ['http://localhost:4100', 'http://127.0.0.1:4100'],
+    cookieSecure: true,
+    cookiePartitioned: true,
+    trustProxy: [],
+    accessTokenTtl: 900,
+    refreshTokenTtl: 1_209_600,
+    sessionMaxAge: 2_592_000,
+    refreshReuseGrace: 10,
+    migrateOnStart: true,
+    docs: true,
+    frontendPort: 4100,
+    logLevel: 'info',
+    accessCookieName: '__Host-access_token',
+    refreshCookieName: '__Secure-refresh_token',
   })
   t.ok(Object.isFrozen(config))
   t.ok(Buffer.byteLength(config.jwtSecret) >= 32, 'a generated development secret')

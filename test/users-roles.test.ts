@@ -131,7 +131,7 @@ t.test('a user may delete themself but nobody else', async (t) => {
   t.equal(await roleOf(erin.id), undefined)
 })
 
-t.test("an admin can end every session of a user", async (t) => {
+t.test('an admin can end every session of a user', async (t) => {
   const admin = await signIn(app, undefined, 'admin')
   const gina = await signIn(app)
   t.equal((await as(admin, 'DELETE', `/api/users/${gina.id}/sessions`)).statusCode, 204)
