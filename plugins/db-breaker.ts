@@ -1,10 +1,11 @@
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
-import { DatabaseUnavailable, isDatabaseUnavailable } from '../src/errors.js'
+import { DatabaseUnavailable, isDatabaseUnavailable, sqlState } from '../src/errors.js'
 
 // While open, the database is probed this often; the first answer closes the breaker, so the API
 // is back within about this long of the database.
 const PROBE_INTERVAL_MS = 250
+const STATEMENT_TIMEOUT = '57014'
 // A probe that hangs (a link postgres.js cannot watch, e.g. TLS) must not stop the probing.
 const PROBE_TIMEOUT_MS = 1500
 
@@ -57,6 +58,8 @@ export default fp(async (app) => {
   }
 
   app.addHook('onError', async (_request, _reply, error) => {
+    // A statement cut by statement_timeout was answered by a live server: one slow query is no outage.
+    if (sqlState(error) === STATEMENT_TIMEOUT) return
     if (isDatabaseUnavailable(error) || (error as { code?: unknown }).code === 'DATABASE_UNAVAILABLE') open(error)
   })
 

@@ -36,5 +36,14 @@ if (frontend !== undefined) {
 closeWithGrace({ delay: SHUTDOWN_GRACE_MS }, async ({ signal, err }) => {
   if (err !== undefined) app.log.error({ err }, 'fatal error, shutting down')
   else app.log.info({ signal }, 'shutting down')
-  await Promise.all([app.close(), frontend?.close()])
+  // Node closes the connections that are idle when the server stops listening; a keep-alive one whose
+  // request finishes afterwards would stay open until its idle timeout (72 s), holding the close past
+  // the grace period (and exiting 1). Closing each as soon as it goes idle lets shutdown end with the
+  // last request in flight.
+  const sweep = setInterval(() => app.server.closeIdleConnections(), 100)
+  try {
+    await Promise.all([app.close(), frontend?.close()])
+  } finally {
+    clearInterval(sweep)
+  }
 })

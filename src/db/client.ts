@@ -45,6 +45,70 @@ export const migrationsFolder = () => join(projectRoot(), 'drizzle')
 // pool then opens a fresh connection. Both sit under API.md's "503 within 2 s".
 export const STATEMENT_TIMEOUT_MS = 1200
 export const SILENCE_DEADLINE_MS = 1500
+// And each query, from the moment it is asked for, gets this long in all, waiting for a connection
+// included: postgres.js queues without a bound when every connection is busy or connecting. A query
+// still queued at the deadline is taken out of the queue; one already sent is left to the watchdog.
+export const QUERY_DEADLINE_MS = 1600
+
+function queryTimeout (ms: number): Error {
+  return Object.assign(new Error(`the database did not answer within ${ms} ms`), { code: 'QUERY_TIMEOUT' })
+}
+
+// postgres.js's query object: a lazy promise, sent on the first then(); `state` is set once sent.
+interface PendingQuery { then: Promise<unknown>['then'], cancel: () => unknown, state?: unknown }
+
+function boundQuery<Q> (query: Q, ms: number): Q {
+  const pending = query as unknown as PendingQuery
+  const then = pending.then.bind(pending)
+  let bounded: Promise<unknown> | undefined
+  pending.then = ((onFulfilled, onRejected) => {
+    bounded ??= new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (pending.state === undefined) pending.cancel()
+        reject(queryTimeout(ms))
+      }, ms)
+      then((value) => { clearTimeout(timer); resolve(value) }, (error: unknown) => { clearTimeout(timer); reject(error) })
+    })
+    return bounded.then(onFulfilled, onRejected)
+  }) as Promise<unknown>['then']
+  return query
+}
+
+type Scoped = (...args: unknown[]) => Promise<unknown>
+
+/**
+ * The postgres.js client as Drizzle uses it (`unsafe` for every statement, `begin`/`savepoint` for
+ * transactions), each statement bounded by `ms`. A transaction gets `ms` to obtain its connection;
+ * its statements are bounded one by one.
+ */
+function withDeadlines<S extends object> (sql: S, ms: number): S {
+  return new Proxy(sql, {
+    get (target, property, receiver) {
+      const value = Reflect.get(target, property, receiver) as unknown
+      if (typeof value !== 'function') return value
+      if (property === 'unsafe') return (...args: unknown[]) => boundQuery((value as Scoped).apply(target, args), ms)
+      if (property !== 'begin' && property !== 'savepoint') return value
+      return (...args: unknown[]) => {
+        const body = args.pop() as (scoped: object) => unknown
+        let isStarted = false
+        let isAbandoned = false
+        let timer: NodeJS.Timeout | undefined
+        const acquired = new Promise<never>((_resolve, reject) => {
+          timer = setTimeout(() => { if (!isStarted) { isAbandoned = true; reject(queryTimeout(ms)) } }, ms)
+        })
+        const run = (value as Scoped).apply(target, [...args, async (scoped: object) => {
+          // Given up on while it waited: roll back at once rather than run late.
+          if (isAbandoned) throw queryTimeout(ms)
+          isStarted = true
+          clearTimeout(timer)
+          return body(withDeadlines(scoped, ms))
+        }])
+        run.catch(() => {}).finally(() => clearTimeout(timer))
+        return Promise.race([run, acquired])
+      }
+    },
+  })
+}
 
 /**
  * Counts the protocol messages in one direction of a Postgres connection (type byte + int32 length,
@@ -164,7 +228,7 @@ function openPostgres (url: string, poolSize: number): Database {
     ...(target === undefined ? {} : { socket: () => watchedSocket(target.host, target.port, SILENCE_DEADLINE_MS) }),
     onnotice: () => {},
   })
-  const db = drizzlePostgres({ client, schema })
+  const db = drizzlePostgres({ client: withDeadlines(client, QUERY_DEADLINE_MS), schema })
   return {
     db,
     kind: 'postgres',

@@ -14,6 +14,10 @@ export function decodeCursor (encoded: string): Cursor {
   const [at, id, ...rest] = Buffer.from(encoded, 'base64url').toString('utf8').split('|')
   const date = new Date(at ?? '')
   if (rest.length > 0 || id === undefined || !UUID.test(id) || Number.isNaN(date.getTime())) throw new BadCursor()
+  // JavaScript dates reach year 275760, Postgres's text input only 4-digit years: a cursor the API
+  // issued never holds another (a forged one used to be a 500).
+  const year = date.getUTCFullYear()
+  if (year < 1 || year > 9999) throw new BadCursor()
   return { at: date, id }
 }
 
