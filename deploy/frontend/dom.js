@@ -75,3 +75,29 @@ export async function busy (form, work) {
     form.removeAttribute('aria-busy')
   }
 }
+
+/**
+ * A list filled a keyset page at a time, and its "Load more" button: `fetchPage(cursor)` answers
+ * `{ items, nextCursor }`, each item is appended as `render(item)`, and `settled()` runs after every
+ * page, loaded or failed.
+ */
+export function pagedList ({ list, fetchPage, render, onError, settled = () => {} }) {
+  const loadMore = h('button', { type: 'button', class: 'button button-secondary', hidden: true }, 'Load more')
+  let nextCursor = null
+  async function load (cursor) {
+    loadMore.disabled = true
+    try {
+      const page = await fetchPage(cursor)
+      for (const item of page.items) list.append(render(item))
+      nextCursor = page.nextCursor
+      loadMore.hidden = nextCursor === null
+    } catch (error) {
+      onError(error)
+    } finally {
+      loadMore.disabled = false
+      settled()
+    }
+  }
+  loadMore.addEventListener('click', () => load(nextCursor))
+  return { loadMore, start: () => load(undefined) }
+}

@@ -1,5 +1,5 @@
 import { api } from '../api.js'
-import { busy, field, formatDate, h, replaceChildren } from '../dom.js'
+import { busy, field, formatDate, h, pagedList, replaceChildren } from '../dom.js'
 import { friendlyMessage } from '../errors.js'
 import { showError } from './auth.js'
 
@@ -8,29 +8,19 @@ const PAGE_SIZE = 10
 export function tasksScreen ({ notify }) {
   const list = h('ul', { class: 'task-list', 'aria-label': 'Tasks' })
   const empty = h('p', { class: 'empty', hidden: true }, 'No tasks yet. Add your first one above.')
-  const loadMore = h('button', { type: 'button', class: 'button button-secondary', hidden: true }, 'Load more')
   const status = h('p', { class: 'loading' }, 'Loading your tasks…')
-  let nextCursor = null
 
   function updateEmpty () {
     empty.hidden = list.children.length > 0 || !status.hidden
   }
 
-  async function loadPage (cursor) {
-    loadMore.disabled = true
-    try {
-      const page = await api.listTasks(cursor, PAGE_SIZE)
-      for (const task of page.items) list.append(taskItem(task))
-      nextCursor = page.nextCursor
-      loadMore.hidden = nextCursor === null
-    } catch (error) {
-      notify(friendlyMessage(error), 'error')
-    } finally {
-      status.hidden = true
-      loadMore.disabled = false
-      updateEmpty()
-    }
-  }
+  const pages = pagedList({
+    list,
+    fetchPage: (cursor) => api.listTasks(cursor, PAGE_SIZE),
+    render: (task) => taskItem(task),
+    onError: (error) => notify(friendlyMessage(error), 'error'),
+    settled: () => { status.hidden = true; updateEmpty() },
+  })
 
   /** One task, shown read-only; it swaps itself for an edit form or a delete confirmation. */
   function taskItem (task) {
@@ -145,12 +135,11 @@ export function tasksScreen ({ notify }) {
     }).then(() => title.focus())
   })
 
-  loadMore.addEventListener('click', () => loadPage(nextCursor))
-  loadPage(undefined)
+  pages.start()
 
   return h('section', { class: 'screen' },
     h('h1', { tabindex: '-1' }, 'My tasks'),
     create,
     h('div', { class: 'card list-card' }, status, empty, list,
-      h('div', { class: 'list-more' }, loadMore)))
+      h('div', { class: 'list-more' }, pages.loadMore)))
 }

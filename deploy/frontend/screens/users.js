@@ -1,27 +1,17 @@
 import { api } from '../api.js'
-import { formatDate, h, replaceChildren } from '../dom.js'
+import { formatDate, h, pagedList, replaceChildren } from '../dom.js'
 import { friendlyMessage } from '../errors.js'
 
 const PAGE_SIZE = 20
 
 export function usersScreen ({ session, notify }) {
   const rows = h('ul', { class: 'user-list', 'aria-label': 'Users' })
-  const loadMore = h('button', { type: 'button', class: 'button button-secondary', hidden: true }, 'Load more')
-  let nextCursor = null
-
-  async function loadPage (cursor) {
-    loadMore.disabled = true
-    try {
-      const page = await api.listUsers(cursor, PAGE_SIZE)
-      for (const user of page.items) rows.append(userRow(user))
-      nextCursor = page.nextCursor
-      loadMore.hidden = nextCursor === null
-    } catch (error) {
-      notify(friendlyMessage(error), 'error')
-    } finally {
-      loadMore.disabled = false
-    }
-  }
+  const pages = pagedList({
+    list: rows,
+    fetchPage: (cursor) => api.listUsers(cursor, PAGE_SIZE),
+    render: (user) => userRow(user),
+    onError: (error) => notify(friendlyMessage(error), 'error'),
+  })
 
   function userRow (user) {
     const row = h('li', { class: 'user', dataset: { id: user.id } })
@@ -88,11 +78,10 @@ export function usersScreen ({ session, notify }) {
     return row
   }
 
-  loadMore.addEventListener('click', () => loadPage(nextCursor))
-  loadPage(undefined)
+  pages.start()
 
   return h('section', { class: 'screen' },
     h('h1', { tabindex: '-1' }, 'Users'),
     h('p', { class: 'muted' }, 'Everyone with an account, newest first. A new role applies on the user’s next request.'),
-    h('div', { class: 'card list-card' }, rows, h('div', { class: 'list-more' }, loadMore)))
+    h('div', { class: 'card list-card' }, rows, h('div', { class: 'list-more' }, pages.loadMore)))
 }
