@@ -24,8 +24,12 @@ const app = await orExitOnConfigError(() => buildApp({ config }))
 
 await app.listen({ port: config.port, host: config.host })
 
+// The example frontend is a convenience: a port already in use costs a warning, not the API.
 const frontend = !config.isProduction && config.frontendPort !== 0
-  ? await startFrontend(config.frontendPort, config.host === '127.0.0.1' ? 'localhost' : config.host)
+  ? await startFrontend(config.frontendPort, config.host === '127.0.0.1' ? 'localhost' : config.host).catch((error: unknown) => {
+    app.log.warn({ err: error }, `example frontend not started on port ${config.frontendPort} (set FRONTEND_PORT, or 0 for none)`)
+    return undefined
+  })
   : undefined
 if (frontend !== undefined) {
   app.log.info(`example frontend at http://localhost:${config.frontendPort} (API docs at http://${config.host}:${config.port}/api/docs)`)
