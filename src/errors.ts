@@ -17,7 +17,6 @@ export const CommonPassword = createError('PASSWORD_TOO_COMMON', 'That password 
 export const SamePassword = createError('PASSWORD_UNCHANGED', 'The new password must differ from the current one', 400)
 export const LastAdmin = createError('LAST_ADMIN', 'This would leave no admin', 409)
 export const BadCursor = createError('BAD_CURSOR', 'The cursor is not valid', 400)
-export const NotFound = createError('NOT_FOUND', '%s not found', 404)
 export const TaskNotFound = createError('TASK_NOT_FOUND', 'Task not found', 404)
 export const UserNotFound = createError('USER_NOT_FOUND', 'User not found', 404)
 export const SessionNotFound = createError('SESSION_NOT_FOUND', 'Session not found', 404)

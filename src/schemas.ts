@@ -1,4 +1,4 @@
-import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Type, type TSchema } from '@sinclair/typebox'
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from './passwords.js'
 import { ROLES } from './db/schema.js'
 
@@ -43,17 +43,8 @@ export const UserSchema = Type.Object({
   role: RoleSchema,
   createdAt: DateTime,
 })
-export type PublicUser = Static<typeof UserSchema>
 
 export const UserEnvelope = Type.Object({ user: UserSchema })
-
-/** Fastify's error shape, which every failure uses. */
-export const ErrorSchema = Type.Object({
-  statusCode: Type.Integer(),
-  error: Type.String(),
-  message: Type.String(),
-  code: Type.Optional(Type.String()),
-})
 
 /** A 204 answer: the serializer sends nothing. */
 export const NoContent = Type.Null({ description: 'No content' })

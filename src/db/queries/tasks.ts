@@ -29,8 +29,9 @@ export interface TaskChanges { title?: string, description?: string, done?: bool
  */
 export function prepareTaskQueries (db: Db) {
   const caller = { sessionId: sql.placeholder('sessionId'), userId: sql.placeholder('userId') }
-  const liveOwner = db.select({ userId: sessions.userId }).from(sessions).where(activeSession(caller))
-  const ownedByCaller = eq(tasks.ownerId, sql`(${liveOwner})`)
+  const ownedBy = (who: { sessionId: unknown, userId: unknown }) =>
+    eq(tasks.ownerId, sql`(${db.select({ userId: sessions.userId }).from(sessions).where(activeSession(who))})`)
+  const ownedByCaller = ownedBy(caller)
   const byIdForCaller = and(eq(tasks.id, sql.placeholder('id')), ownedByCaller)
   const newestFirst = [desc(tasks.createdAt), desc(tasks.id)] as const
 
@@ -84,7 +85,7 @@ export function prepareTaskQueries (db: Db) {
     async update (who: Caller, id: string, changes: TaskChanges) {
       // Not prepared: which columns it sets depends on the request.
       const [task] = await db.update(tasks).set({ ...changes, updatedAt: sql`now()` })
-        .where(and(eq(tasks.id, id), eq(tasks.ownerId, sql`(${db.select({ userId: sessions.userId }).from(sessions).where(activeSession(who))})`)))
+        .where(and(eq(tasks.id, id), ownedBy(who)))
         .returning(publicTask)
       if (!task) await assertSessionAlive(who)
       return task
@@ -96,5 +97,3 @@ export function prepareTaskQueries (db: Db) {
     },
   }
 }
-
-export type TaskQueries = ReturnType<typeof prepareTaskQueries>

@@ -1,4 +1,4 @@
-import { and, count, desc, eq, sql } from 'drizzle-orm'
+import { desc, eq, sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
 import { users, type Role } from '../schema.js'
 import { LastAdmin, sqlState, UsernameTaken } from '../../errors.js'
@@ -51,11 +51,6 @@ export async function findUserById (db: Db, id: string) {
 export async function setPasswordHash (db: Db, id: string, passwordHash: string) {
   const [user] = await db.update(users).set({ passwordHash }).where(eq(users.id, id)).returning(publicUser)
   return user
-}
-
-export async function countAdmins (db: Db) {
-  const [row] = await db.select({ admins: count() }).from(users).where(and(eq(users.role, 'admin')))
-  return row?.admins ?? 0
 }
 
 /** Every user, newest first, a keyset page at a time. */
