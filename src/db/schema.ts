@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm'
-import { boolean, check, index, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
+import { boolean, check, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
 
 export const ROLES = ['user', 'admin'] as const
 export type Role = typeof ROLES[number]
@@ -76,4 +76,24 @@ export const auditEvents = pgTable('audit_events', {
 }, (table) => [
   index('audit_events_at_id_idx').on(table.at.desc(), table.id.desc()),
   index('audit_events_user_id_idx').on(table.userId),
+])
+
+/**
+ * Every one-time secret the API hands out (mailed links, pending sign-ins, passkey challenges, OIDC
+ * flow state and codes) has one shape: the value is given out once, only its SHA-256 is kept, it
+ * expires, and using it is one conditional update, so two uses at once have one winner. `kind` keeps
+ * each purpose's values apart; `data` holds what the flow needs back (never the secret itself).
+ */
+export const oneTimeSecrets = pgTable('one_time_secrets', {
+  secretHash: text('secret_hash').primaryKey(),
+  kind: text('kind').notNull(),
+  userId: uuid('user_id').references(() => users.id, { onDelete: 'cascade' }),
+  data: jsonb('data').$type<Record<string, unknown>>().notNull().default({}),
+  attempts: integer('attempts').notNull().default(0),
+  createdAt: moment('created_at').notNull().defaultNow(),
+  expiresAt: moment('expires_at').notNull(),
+  usedAt: moment('used_at'),
+}, (table) => [
+  index('one_time_secrets_user_kind_idx').on(table.userId, table.kind),
+  index('one_time_secrets_expires_at_idx').on(table.expiresAt),
 ])
