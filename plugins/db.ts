@@ -25,7 +25,7 @@ export default fp<DbPluginOptions>(async (app, options) => {
   if (ownsDatabase && config.databaseUrl === undefined && !config.dataDir.startsWith('memory://')) {
     app.log.info({ dataDir: config.dataDir }, 'opening the embedded database (a new one takes a few seconds to initialise)')
   }
-  const database = options.database ?? await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir })
+  const database = options.database ?? await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, prepare: config.databasePrepare })
   if (ownsDatabase) app.addHook('onClose', async () => { await database.close() })
   if (config.migrateOnStart) await database.migrate()
   if (config.adminUsername !== undefined && config.adminPassword !== undefined) {

@@ -8,6 +8,11 @@ export interface Config {
   readonly host: string
   /** Absent: the embedded database (PGlite) in `dataDir`. */
   readonly databaseUrl: string | undefined
+  /**
+   * Named prepared statements (postgres.js `prepare`). Off behind a transaction-mode pooler such as
+   * PgBouncer 1.18, which cannot keep a statement prepared on one server connection for the next.
+   */
+  readonly databasePrepare: boolean
   /** A folder, or `memory://` for a throwaway in-memory database (tests). */
   readonly dataDir: string
   readonly jwtSecret: string
@@ -140,9 +145,10 @@ function readDatabaseUrl (env: Env): string | undefined {
  * Only what the database tools (`db:migrate`, the users CLI) need: they sign no token, so they must
  * not require JWT_SECRET in production nor generate a development secret.
  */
-export function loadDatabaseConfig (env: Env = process.env): { databaseUrl: string | undefined, dataDir: string } {
+export function loadDatabaseConfig (env: Env = process.env): { databaseUrl: string | undefined, databasePrepare: boolean, dataDir: string } {
   return {
     databaseUrl: readDatabaseUrl(env),
+    databasePrepare: readBoolean(env, 'DATABASE_PREPARE', true),
     dataDir: env.DATA_DIR !== undefined && env.DATA_DIR !== '' ? env.DATA_DIR : './data',
   }
 }
@@ -176,6 +182,7 @@ export function loadConfig (env: Env = process.env): Config {
     port: readInteger(env, 'PORT', 8086, 0, 65_535),
     host: env.HOST || '127.0.0.1',
     databaseUrl: readDatabaseUrl(env),
+    databasePrepare: readBoolean(env, 'DATABASE_PREPARE', true),
     dataDir,
     jwtSecret: readSecret(env, isProduction, dataDir),
     jwtPreviousSecrets: readPreviousSecrets(env),

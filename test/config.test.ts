@@ -23,6 +23,7 @@ t.test('defaults follow the contract', async (t) => {
     port: 8086,
     host: '127.0.0.1',
     databaseUrl: undefined,
+    databasePrepare: true,
     corsOrigins: ['http://localhost:4100', 'http://127.0.0.1:4100'],
     cookieSecure: true,
     cookiePartitioned: true,
@@ -57,7 +58,7 @@ t.test('each bad value stops the start with a line naming its variable', async (
     ['SESSION_MAX_AGE', 'forever'], ['REFRESH_REUSE_GRACE', 'x'], ['COOKIE_SECURE', 'yes please'],
     ['COOKIE_PARTITIONED', 'maybe'], ['MIGRATE_ON_START', '2'], ['DOCS', 'on'], ['LOG_LEVEL', 'loud'],
     ['DATABASE_URL', 'mysql://x'], ['REDIS_URL', 'http://x'], ['CORS_ORIGINS', 'https://a.example/'],
-    ['CORS_ORIGINS', 'a.example'], ['FRONTEND_PORT', 'x'],
+    ['CORS_ORIGINS', 'a.example'], ['FRONTEND_PORT', 'x'], ['DATABASE_PREPARE', 'nope'],
   ]
   for (const [variable, value] of cases) {
     const message = refusal({ [variable]: value })

@@ -72,3 +72,9 @@ alter default privileges for role :"owner_role" in schema public
 
 -- Drizzle's migrator keeps its journal in the `drizzle` schema (created by the owner on the first
 -- migration). The runtime role is given nothing there: with MIGRATE_ON_START=false it never reads it.
+
+-- The API asks for these per connection at start-up; a transaction-mode pooler (PgBouncer) drops
+-- start-up parameters, so the role carries them too: a runaway statement or an idle transaction is
+-- cut server-side whichever way the API connects.
+alter role :"app_role" set statement_timeout = '1200ms';
+alter role :"app_role" set idle_in_transaction_session_timeout = '10s';

@@ -5,7 +5,7 @@ import { openDatabase } from '../db/client.js'
 // exits. Production runs it as the schema owner, then starts the API with MIGRATE_ON_START=false.
 try {
   const config = loadDatabaseConfig(process.env)
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 1 })
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 1, prepare: config.databasePrepare })
   try {
     await database.migrate()
     console.log(`migrations applied (${database.kind} database)`)

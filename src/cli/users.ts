@@ -162,7 +162,7 @@ async function main (): Promise<number> {
   let database: Database
   try {
     const config = loadDatabaseConfig(process.env)
-    database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 1 })
+    database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 1, prepare: config.databasePrepare })
     await database.migrate()
   } catch (error) {
     process.stderr.write(`error: ${error instanceof ConfigError ? error.message : `cannot open the database: ${(error as Error).message}`}\n`)

@@ -30,6 +30,8 @@ export interface DatabaseOptions {
   readonly dataDir: string
   /** Pool size for postgres.js; ignored by the embedded database (one connection by nature). */
   readonly poolSize?: number
+  /** Named prepared statements; false behind a transaction-mode pooler (PgBouncer). Default true. */
+  readonly prepare?: boolean
 }
 
 // Any constant works: it only has to be the same in every instance that migrates this database.
@@ -213,10 +215,13 @@ function watchableTarget (url: string): { host: string, port: number } | undefin
   return { host: decodeURIComponent(parsed.hostname).replace(/^\[|\]$/g, ''), port: parsed.port === '' ? 5432 : Number(parsed.port) }
 }
 
-function openPostgres (url: string, poolSize: number): Database {
+function openPostgres (url: string, poolSize: number, prepare: boolean): Database {
   const target = watchableTarget(url)
   const client = postgres(url, {
     max: poolSize,
+    // Off, every statement goes out unnamed (parse, bind, execute in one batch), which a pooler that
+    // hands each transaction a different server connection can carry.
+    prepare,
     // A dead or unreachable database must turn into a fast 503, not a hung request.
     connect_timeout: SILENCE_DEADLINE_MS / 1000,
     idle_timeout: 60,
@@ -265,6 +270,6 @@ async function openEmbedded (dataDir: string): Promise<Database> {
 }
 
 export async function openDatabase (options: DatabaseOptions): Promise<Database> {
-  if (options.databaseUrl !== undefined) return openPostgres(options.databaseUrl, options.poolSize ?? 10)
+  if (options.databaseUrl !== undefined) return openPostgres(options.databaseUrl, options.poolSize ?? 10, options.prepare ?? true)
   return openEmbedded(options.dataDir)
 }
