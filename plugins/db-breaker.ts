@@ -65,7 +65,7 @@ export default fp(async (app) => {
     if (isDatabaseUnavailable(error) || (error as { code?: unknown }).code === 'DATABASE_UNAVAILABLE') open(error)
   })
 
-  app.addHook('preHandler', async (request, reply) => {
+  app.addHook('preHandler', async function refuseWhileBreakerOpen (request, reply) {
     if (!isOpen || !needsDatabase(request)) return
     reply.header('retry-after', '1')
     throw new DatabaseUnavailable()

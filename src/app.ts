@@ -1,7 +1,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Ajv, type Options as AjvOptions } from 'ajv'
 import addFormatsModule from 'ajv-formats'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import configPlugin from '../plugins/config.js'
 import tracingPlugin from '../plugins/tracing.js'
 import metricsPlugin from '../plugins/metrics.js'
@@ -64,7 +64,7 @@ export async function buildApp ({ config, database, fastify = {}, pressure = {} 
     // (the connection then closes) rather than refused with a 503: a rolling restart fails nothing.
     return503OnClosing: false,
     // With tracing on, plugins/tracing.ts writes these two lines itself, once the trace id is known.
-    disableRequestLogging: config.otelEndpoint !== undefined,
+    logController: new LogController({ disableRequestLogging: config.otelEndpoint !== undefined }),
     // Fastify's default Ajv strips unknown fields silently; ours refuses them (`role` can never be
     // mass-assigned) and never coerces bodies ("1" is not a boolean). Query strings and params
     // arrive as text, so they are coerced.
