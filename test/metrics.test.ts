@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { eq } from 'drizzle-orm'
 import t from 'tap'
 import { hashRefreshToken } from '../src/db/queries/sessions.js'
@@ -150,6 +151,20 @@ t.test('with METRICS_TOKEN', async (t) => {
     const after = await scrape(app, TOKEN)
     t.equal(sampleOf(after, 'auth_db_pool_in_use'), 0, 'every connection given back')
     t.equal(sampleOf(after, 'auth_db_pool_waiting'), 0)
+  })
+
+  t.test('every series the dashboard and the alert rules read is one the API exposes', async (t) => {
+    const exposed = await scrape(app, TOKEN)
+    const sources = {
+      dashboard: readFileSync('deploy/grafana/cookie-auth-api.json', 'utf8'),
+      alerts: readFileSync('deploy/prometheus/alerts.yml', 'utf8'),
+    }
+    JSON.parse(sources.dashboard)
+    for (const [source, text] of Object.entries(sources)) {
+      const names = new Set([...text.matchAll(/\b(?:http|auth|nodejs|process)_[a-z0-9_]+/g)].map(([name]) => name.replace(/_(bucket|count|sum)$/, '')))
+      t.ok(names.size > 5, `${source} reads our series`)
+      for (const name of names) t.match(exposed, new RegExp(`^# TYPE ${name} `, 'm'), `${source}: ${name}`)
+    }
   })
 
   t.test('promtool finds nothing wrong with the exposition', { skip: noPromtool }, async (t) => {
