@@ -12,7 +12,7 @@ const PROBE_TIMEOUT_MS = 1500
 /** Routes that never touch the database keep answering while it is away. */
 function needsDatabase (request: FastifyRequest): boolean {
   const route = request.routeOptions.url
-  return route !== undefined && route !== '/api/health' && !route.startsWith('/api/docs')
+  return route !== undefined && route !== '/api/health' && route !== '/api/metrics' && !route.startsWith('/api/docs')
 }
 
 function withTimeout (work: Promise<void>, ms: number): Promise<void> {
@@ -44,6 +44,7 @@ export default fp(async (app) => {
     try {
       await withTimeout(app.database.ping(), PROBE_TIMEOUT_MS)
       isOpen = false
+      app.metrics.setBreakerOpen(false)
       app.log.info('database reachable again: requests go through')
     } catch {
       scheduleProbe()
@@ -53,6 +54,7 @@ export default fp(async (app) => {
   function open (error: unknown) {
     if (isOpen) return
     isOpen = true
+    app.metrics.setBreakerOpen(true)
     app.log.warn({ err: error }, 'database unreachable: answering 503 until it is back')
     scheduleProbe()
   }
@@ -63,7 +65,7 @@ export default fp(async (app) => {
     if (isDatabaseUnavailable(error) || (error as { code?: unknown }).code === 'DATABASE_UNAVAILABLE') open(error)
   })
 
-  app.addHook('preHandler', async (request, reply) => {
+  app.addHook('preHandler', async function refuseWhileBreakerOpen (request, reply) {
     if (!isOpen || !needsDatabase(request)) return
     reply.header('retry-after', '1')
     throw new DatabaseUnavailable()
@@ -73,4 +75,4 @@ export default fp(async (app) => {
     closing = true
     clearTimeout(probeTimer)
   })
-}, { name: 'db-breaker', dependencies: ['db'] })
+}, { name: 'db-breaker', dependencies: ['db', 'metrics'] })

@@ -32,6 +32,10 @@ export default fp<DbPluginOptions>(async (app, options) => {
     const created = await ensureAdmin(database.db, app.log, config.adminUsername, config.adminPassword)
     if (created) app.log.info({ username: config.adminUsername }, 'created the bootstrap admin')
   }
+  database.telemetry.useTracer(app.tracer)
+  app.metrics.setPoolSource(() => database.telemetry.poolStats())
+  // A database the caller opened outlives this app: it must stop making spans for a closed provider.
+  if (!ownsDatabase) app.addHook('onClose', async () => { database.telemetry.useTracer(undefined) })
   app.decorate('database', database)
   app.decorate('db', database.db)
-}, { name: 'db', dependencies: ['config'] })
+}, { name: 'db', dependencies: ['config', 'tracing', 'metrics'] })

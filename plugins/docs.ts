@@ -23,11 +23,13 @@ export default fp(async (app) => {
         { name: 'users', description: 'User management (admin)' },
         { name: 'audit', description: 'The audit log (admin)' },
         { name: 'health', description: 'Liveness and readiness' },
+        { name: 'metrics', description: 'Prometheus metrics (when METRICS_TOKEN is set)' },
       ],
       components: {
         securitySchemes: {
           cookieAuth: { type: 'apiKey', in: 'cookie', name: app.config.accessCookieName, description: 'Set by POST /api/auth/login' },
           bearerAuth: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'From POST /api/auth/token' },
+          metricsToken: { type: 'http', scheme: 'bearer', description: 'The METRICS_TOKEN the server was started with' },
         },
       },
     },

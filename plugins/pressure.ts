@@ -34,7 +34,8 @@ export const OVERLOAD_RETRY_AFTER_S = 2
  * load balancer should send traffic elsewhere for a while.
  */
 export default fp<PressureOptions>(async (app, options) => {
-  const isExempt = (request: FastifyRequest) => request.routeOptions.url === '/api/health'
+  // The metrics too: a scrape is how an operator sees the overload.
+  const isExempt = (request: FastifyRequest) => request.routeOptions.url === '/api/health' || request.routeOptions.url === '/api/metrics'
   const sampleInterval = options.sampleInterval ?? SAMPLE_INTERVAL_MS
   // Starting blocks the loop on purpose (opening PGlite takes seconds of synchronous work): the
   // samples that cover the start say nothing about load, so the first two after ready are ignored.

@@ -3,6 +3,7 @@ import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
 import { Redis } from 'ioredis'
 import { RateLimited } from '../src/errors.js'
+import type { RateLimitName } from '../src/metrics.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -49,28 +50,32 @@ export default fp(async (app) => {
     allowList: (request) => allowList.has(request.ip),
     ...(redis === undefined ? {} : { redis, nameSpace: 'cookie-auth-api:rate-limit:' }),
     skipOnError: true,
-    errorResponseBuilder: (_request, context) => new RateLimited(context.after),
+    errorResponseBuilder: (_request, context) => {
+      app.metrics.rateLimitRefusals.inc({ limit: 'global' })
+      return new RateLimited(context.after)
+    },
   })
 
   // Both run after validation and before the handler, so a password is never hashed for a
   // request over its limit. The per-username count also slows a distributed guess at one account.
   // createRateLimit, not rateLimit: the hook form runs at most one limiter per request, and the
   // global one has already run by then.
-  function limiter (options: CreateRateLimitOptions): preHandlerAsyncHookHandler {
+  function limiter (name: RateLimitName, options: CreateRateLimitOptions): preHandlerAsyncHookHandler {
     const check = app.createRateLimit(options)
     return async function credentialLimit (request, reply) {
       const result = await check(request)
       if (result.isAllowed || !result.isExceeded) return
+      app.metrics.rateLimitRefusals.inc({ limit: name })
       reply.header('retry-after', String(result.ttlInSeconds))
       throw new RateLimited(`${result.ttlInSeconds} seconds`)
     }
   }
-  const perIp = limiter({
+  const perIp = limiter('credentials_ip', {
     ...CREDENTIAL_LIMITS.perIp,
     keyGenerator: (request) => `credentials-ip:${request.ip}`,
     allowList: (request) => allowList.has(request.ip),
   })
-  const perUsername = limiter({
+  const perUsername = limiter('credentials_username', {
     ...CREDENTIAL_LIMITS.perUsername,
     keyGenerator: (request) => `credentials-user:${usernameOf(request) ?? ''}`,
     allowList: (request) => allowList.has(request.ip) || usernameOf(request) === undefined,
@@ -81,4 +86,4 @@ export default fp(async (app) => {
     const existing = routeOptions.preHandler
     routeOptions.preHandler = [perIp, perUsername, ...(existing === undefined ? [] : Array.isArray(existing) ? existing : [existing])]
   })
-}, { name: 'rate-limit', dependencies: ['config'] })
+}, { name: 'rate-limit', dependencies: ['config', 'metrics'] })

@@ -46,6 +46,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
       await recordAuditEvent(app.db, request.log, {
         type: 'login_failed', userId: user?.id ?? null, ip: request.ip, detail: { username },
       })
+      app.metrics.signIns.inc({ method: 'password', outcome: 'failure' })
       throw new BadCredentials()
     }
     return publicFields(user!)
@@ -89,6 +90,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
       return session
     })
     app.setAuthCookies(reply, { accessToken: app.signAccessToken(user, sessionId), refreshToken })
+    app.metrics.signIns.inc({ method: 'password', outcome: 'success' })
     return { user }
   })
 
@@ -115,6 +117,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
       })
       return session
     })
+    app.metrics.signIns.inc({ method: 'password', outcome: 'success' })
     return { access_token: app.signAccessToken(user, sessionId), token_type: 'Bearer' as const, expires_in: config.accessTokenTtl }
   })
 
@@ -126,8 +129,12 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   }, async (request, reply) => {
     const presented = request.cookies[config.refreshCookieName]
-    if (presented === undefined || presented === '') throw new RefreshInvalid()
+    if (presented === undefined || presented === '') {
+      app.metrics.refreshes.inc({ outcome: 'invalid' })
+      throw new RefreshInvalid()
+    }
     const outcome = await rotateRefreshToken(app.db, presented, config)
+    app.metrics.refreshes.inc({ outcome: outcome.kind })
     switch (outcome.kind) {
       case 'invalid':
         // Never clears cookies: a 401 from a lost race must not sign out a tab that holds newer ones.

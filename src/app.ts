@@ -1,8 +1,10 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Ajv, type Options as AjvOptions } from 'ajv'
 import addFormatsModule from 'ajv-formats'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import configPlugin from '../plugins/config.js'
+import tracingPlugin from '../plugins/tracing.js'
+import metricsPlugin from '../plugins/metrics.js'
 import errorsPlugin from '../plugins/errors.js'
 import securityPlugin from '../plugins/security.js'
 import corsPlugin from '../plugins/cors.js'
@@ -18,6 +20,7 @@ import healthRoutes from '../routes/health.js'
 import tasksRoutes from '../routes/tasks.js'
 import usersRoutes from '../routes/users.js'
 import auditRoutes from '../routes/audit.js'
+import metricsRoutes from '../routes/metrics.js'
 import type { Config } from './config.js'
 import type { Database } from './db/client.js'
 
@@ -60,6 +63,8 @@ export async function buildApp ({ config, database, fastify = {}, pressure = {} 
     // While draining after SIGTERM, a request that arrives on an open keep-alive connection is served
     // (the connection then closes) rather than refused with a 503: a rolling restart fails nothing.
     return503OnClosing: false,
+    // With tracing on, plugins/tracing.ts writes these two lines itself, once the trace id is known.
+    logController: new LogController({ disableRequestLogging: config.otelEndpoint !== undefined }),
     // Fastify's default Ajv strips unknown fields silently; ours refuses them (`role` can never be
     // mass-assigned) and never coerces bodies ("1" is not a boolean). Query strings and params
     // arrive as text, so they are coerced.
@@ -71,6 +76,9 @@ export async function buildApp ({ config, database, fastify = {}, pressure = {} 
   app.setValidatorCompiler(({ schema, httpPart }) => (httpPart === 'body' ? bodyAjv : urlAjv).compile(schema))
 
   await app.register(configPlugin, { config })
+  // First, so that the request span covers every hook after it, and every refusal is counted.
+  await app.register(tracingPlugin)
+  await app.register(metricsPlugin)
   await app.register(errorsPlugin)
   await app.register(securityPlugin)
   await app.register(corsPlugin)
@@ -87,6 +95,7 @@ export async function buildApp ({ config, database, fastify = {}, pressure = {} 
   await app.register(tasksRoutes, { prefix: '/api/tasks' })
   await app.register(usersRoutes, { prefix: '/api/users' })
   await app.register(auditRoutes, { prefix: '/api/audit' })
+  await app.register(metricsRoutes, { prefix: '/api/metrics' })
 
   return app
 }

@@ -38,6 +38,11 @@ export interface Config {
   readonly refreshCookieName: string
   readonly issuer: string
   readonly audience: string
+  /** Bearer token for GET /api/metrics; absent: no metrics route (404) and no per-request recording. */
+  readonly metricsToken: string | undefined
+  /** OTLP/HTTP base URL (`/v1/traces` is appended); absent: tracing off. */
+  readonly otelEndpoint: string | undefined
+  readonly otelServiceName: string
 }
 
 export class ConfigError extends Error {
@@ -134,6 +139,30 @@ function readPreviousSecrets (env: Env): string[] {
   return secrets
 }
 
+// A scrape token is a bearer secret like any other: short ones can be guessed.
+const MIN_METRICS_TOKEN_LENGTH = 16
+
+function readMetricsToken (env: Env): string | undefined {
+  const token = env.METRICS_TOKEN
+  if (token === undefined || token === '') return undefined
+  if (token.length < MIN_METRICS_TOKEN_LENGTH) throw new ConfigError('METRICS_TOKEN', `must be at least ${MIN_METRICS_TOKEN_LENGTH} characters (e.g. \`openssl rand -hex 32\`)`)
+  if (!/^[\x21-\x7e]+$/.test(token)) throw new ConfigError('METRICS_TOKEN', 'must be printable ASCII without spaces (it travels in an Authorization header)')
+  return token
+}
+
+function readOtelEndpoint (env: Env): string | undefined {
+  const raw = env.OTEL_EXPORTER_OTLP_ENDPOINT
+  if (raw === undefined || raw === '') return undefined
+  let url: URL
+  try {
+    url = new URL(raw)
+  } catch {
+    throw new ConfigError('OTEL_EXPORTER_OTLP_ENDPOINT', `must be an http:// or https:// URL, got "${raw}"`)
+  }
+  if (!/^https?:$/.test(url.protocol)) throw new ConfigError('OTEL_EXPORTER_OTLP_ENDPOINT', `must be an http:// or https:// URL, got "${raw}"`)
+  return raw.replace(/\/+$/, '')
+}
+
 function readDatabaseUrl (env: Env): string | undefined {
   const url = env.DATABASE_URL
   if (url === undefined || url === '') return undefined
@@ -208,6 +237,9 @@ export function loadConfig (env: Env = process.env): Config {
     refreshCookieName: cookieSecure ? '__Secure-refresh_token' : 'refresh_token',
     issuer: 'cookie-auth-api',
     audience: 'cookie-auth-api',
+    metricsToken: readMetricsToken(env),
+    otelEndpoint: readOtelEndpoint(env),
+    otelServiceName: env.OTEL_SERVICE_NAME || 'cookie-auth-api',
   }
   return Object.freeze(config)
 }

@@ -61,3 +61,5 @@ export function isDatabaseUnavailable (error: unknown): boolean {
 export const RateLimited = createError('RATE_LIMITED', 'Too many requests; try again in %s', 429)
 
 export const Overloaded = createError('OVERLOADED', 'The server is overloaded; try again shortly', 503)
+
+export const MetricsTokenInvalid = createError('METRICS_TOKEN_INVALID', 'A valid metrics token is required', 401)

@@ -59,12 +59,30 @@ t.test('each bad value stops the start with a line naming its variable', async (
     ['COOKIE_PARTITIONED', 'maybe'], ['MIGRATE_ON_START', '2'], ['DOCS', 'on'], ['LOG_LEVEL', 'loud'],
     ['DATABASE_URL', 'mysql://x'], ['REDIS_URL', 'http://x'], ['CORS_ORIGINS', 'https://a.example/'],
     ['CORS_ORIGINS', 'a.example'], ['FRONTEND_PORT', 'x'], ['DATABASE_PREPARE', 'nope'],
+    ['METRICS_TOKEN', 'short'], ['METRICS_TOKEN', 'a token with spaces in it'],
+    ['OTEL_EXPORTER_OTLP_ENDPOINT', 'collector:4318'], ['OTEL_EXPORTER_OTLP_ENDPOINT', 'grpc://collector:4317'],
   ]
   for (const [variable, value] of cases) {
     const message = refusal({ [variable]: value })
     t.match(message, new RegExp(`^Invalid configuration: ${variable} `), `${variable}=${value}`)
     t.notOk(message?.includes('\n'), 'one line')
   }
+})
+
+t.test('metrics and tracing are off unless their variables are set', async (t) => {
+  const off = loadConfig({ DATA_DIR: 'memory://' })
+  t.equal(off.metricsToken, undefined)
+  t.equal(off.otelEndpoint, undefined)
+  t.equal(off.otelServiceName, 'cookie-auth-api')
+  const on = loadConfig({
+    DATA_DIR: 'memory://',
+    METRICS_TOKEN: 'a'.repeat(16),
+    OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318/',
+    OTEL_SERVICE_NAME: 'auth-eu-1',
+  })
+  t.equal(on.metricsToken, 'a'.repeat(16))
+  t.equal(on.otelEndpoint, 'http://127.0.0.1:4318', 'a trailing slash is dropped: /v1/traces is appended')
+  t.equal(on.otelServiceName, 'auth-eu-1')
 })
 
 t.test('ADMIN_USERNAME without ADMIN_PASSWORD names the missing one', async (t) => {

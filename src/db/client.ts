@@ -9,8 +9,10 @@ import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator'
 import postgres from 'postgres'
+import { context as otelContext } from '@opentelemetry/api'
 import { projectRoot } from '../paths.js'
 import * as schema from './schema.js'
+import { DatabaseTelemetry, type Settle } from './telemetry.js'
 
 /** One type for both drivers: the query builder is the same, only the wire differs. */
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>
@@ -18,6 +20,8 @@ export type Db = PgDatabase<PgQueryResultHKT, typeof schema>
 export interface Database {
   readonly db: Db
   readonly kind: 'postgres' | 'embedded'
+  /** Pool use for the metrics, and a span per statement when a tracer is set. */
+  readonly telemetry: DatabaseTelemetry
   /** Resolves when the database answers a trivial query. */
   ping (): Promise<void>
   /** Applies pending migrations; safe to call from several instances at once. */
@@ -59,17 +63,31 @@ function queryTimeout (ms: number): Error {
 // postgres.js's query object: a lazy promise, sent on the first then(); `state` is set once sent.
 interface PendingQuery { then: Promise<unknown>['then'], cancel: () => unknown, state?: unknown }
 
-function boundQuery<Q> (query: Q, ms: number): Q {
+/**
+ * Bounds a lazy postgres.js query by `ms`, and tells `watch` when it is sent for and when it ends. The
+ * deadline only answers the caller early; `settle` waits for the driver, so the pool count and the
+ * span cover the statement's real life.
+ */
+function boundQuery<Q> (query: Q, ms: number, watch: () => Settle | undefined): Q {
   const pending = query as unknown as PendingQuery
   const then = pending.then.bind(pending)
   let bounded: Promise<unknown> | undefined
   pending.then = ((onFulfilled, onRejected) => {
     bounded ??= new Promise((resolve, reject) => {
+      const settle = watch()
       const timer = setTimeout(() => {
         if (pending.state === undefined) pending.cancel()
         reject(queryTimeout(ms))
       }, ms)
-      then((value) => { clearTimeout(timer); resolve(value) }, (error: unknown) => { clearTimeout(timer); reject(error) })
+      then((value) => {
+        clearTimeout(timer)
+        settle?.(undefined)
+        resolve(value)
+      }, (error: unknown) => {
+        clearTimeout(timer)
+        settle?.(error)
+        reject(error)
+      })
     })
     return bounded.then(onFulfilled, onRejected)
   }) as Promise<unknown>['then']
@@ -80,18 +98,22 @@ type Scoped = (...args: unknown[]) => Promise<unknown>
 
 /**
  * The postgres.js client as Drizzle uses it (`unsafe` for every statement, `begin`/`savepoint` for
- * transactions), each statement bounded by `ms`. A transaction gets `ms` to obtain its connection;
- * its statements are bounded one by one.
+ * transactions), each statement bounded by `ms` and reported to `telemetry`. A transaction gets `ms`
+ * to obtain its connection; its statements are bounded one by one.
  */
-function withDeadlines<S extends object> (sql: S, ms: number): S {
+function withDeadlines<S extends object> (sql: S, ms: number, telemetry: DatabaseTelemetry, inTransaction = false): S {
   return new Proxy(sql, {
     get (target, property, receiver) {
       const value = Reflect.get(target, property, receiver) as unknown
       if (typeof value !== 'function') return value
-      if (property === 'unsafe') return (...args: unknown[]) => boundQuery((value as Scoped).apply(target, args), ms)
+      if (property === 'unsafe') {
+        return (...args: unknown[]) => boundQuery((value as Scoped).apply(target, args), ms,
+          () => telemetry.statement(String(args[0]), !inTransaction))
+      }
       if (property !== 'begin' && property !== 'savepoint') return value
       return (...args: unknown[]) => {
         const body = args.pop() as (scoped: object) => unknown
+        const watch = property === 'begin' ? telemetry.transaction() : undefined
         let isStarted = false
         let isAbandoned = false
         let timer: NodeJS.Timeout | undefined
@@ -103,13 +125,55 @@ function withDeadlines<S extends object> (sql: S, ms: number): S {
           if (isAbandoned) throw queryTimeout(ms)
           isStarted = true
           clearTimeout(timer)
-          return body(withDeadlines(scoped, ms))
+          const scopedSql = withDeadlines(scoped, ms, telemetry, true)
+          return watch?.context === undefined ? body(scopedSql) : otelContext.with(watch.context, () => body(scopedSql))
         }])
-        run.catch(() => {}).finally(() => clearTimeout(timer))
+        run.then(() => watch?.settle(undefined), (error: unknown) => watch?.settle(error)).finally(() => clearTimeout(timer))
         return Promise.race([run, acquired])
       }
     },
   })
+}
+
+/**
+ * The embedded client as Drizzle uses it (`query`, `exec`, `transaction`), each statement reported to
+ * `telemetry`. PGlite runs one statement at a time on the event loop: no deadline would help.
+ */
+function withTelemetry (client: PGlite, telemetry: DatabaseTelemetry): PGlite {
+  const watched = <T>(text: unknown, holdsConnection: boolean, run: () => Promise<T>): Promise<T> => {
+    const settle = telemetry.statement(String(text), holdsConnection)
+    if (settle === undefined) return run()
+    return run().then((value) => { settle(undefined); return value }, (error: unknown) => { settle(error); throw error })
+  }
+  const scoped = <C extends object>(target: C, inTransaction: boolean): C => new Proxy(target, {
+    get (inner, property) {
+      const value = Reflect.get(inner, property, inner) as unknown
+      if (typeof value !== 'function') return value
+      const method = value as (...args: unknown[]) => Promise<unknown>
+      if (property === 'query' || property === 'exec') {
+        return (...args: unknown[]) => watched(args[0], !inTransaction, () => method.apply(inner, args))
+      }
+      if (property === 'transaction') {
+        return async (body: (tx: object) => Promise<unknown>) => {
+          const watch = telemetry.transaction()
+          try {
+            const result = await method.call(inner, (tx: object) => {
+              const scopedTx = scoped(tx, true)
+              return watch.context === undefined ? body(scopedTx) : otelContext.with(watch.context, () => body(scopedTx))
+            })
+            watch.settle(undefined)
+            return result
+          } catch (error) {
+            watch.settle(error)
+            throw error
+          }
+        }
+      }
+      // PGlite keeps its state in private fields: its methods must run on the instance itself.
+      return method.bind(inner)
+    },
+  })
+  return scoped(client, false)
 }
 
 /**
@@ -233,10 +297,12 @@ function openPostgres (url: string, poolSize: number, prepare: boolean): Databas
     ...(target === undefined ? {} : { socket: () => watchedSocket(target.host, target.port, SILENCE_DEADLINE_MS) }),
     onnotice: () => {},
   })
-  const db = drizzlePostgres({ client: withDeadlines(client, QUERY_DEADLINE_MS), schema })
+  const telemetry = new DatabaseTelemetry(poolSize)
+  const db = drizzlePostgres({ client: withDeadlines(client, QUERY_DEADLINE_MS, telemetry), schema })
   return {
     db,
     kind: 'postgres',
+    telemetry,
     async ping () { await db.execute(sql`select 1`) },
     async migrate () {
       // One connection, so the advisory lock and the migration share a session: two instances
@@ -258,10 +324,13 @@ async function openEmbedded (dataDir: string): Promise<Database> {
   const inMemory = dataDir.startsWith('memory://')
   if (!inMemory) await mkdir(dataDir, { recursive: true })
   const client = await PGlite.create(inMemory ? undefined : join(dataDir, 'pglite'))
-  const db = drizzlePglite({ client, schema })
+  // One connection by nature: a second statement waits for the first.
+  const telemetry = new DatabaseTelemetry(1)
+  const db = drizzlePglite({ client: withTelemetry(client, telemetry), schema })
   return {
     db,
     kind: 'embedded',
+    telemetry,
     async ping () { await db.execute(sql`select 1`) },
     // PGlite is a single connection in a single process: nothing else can migrate at the same time.
     async migrate () { await migratePglite(db, { migrationsFolder: migrationsFolder() }) },

@@ -2,7 +2,12 @@
 // Fastify (test/bench/better-auth-peer.ts), same database server, same load, scenario by scenario.
 //
 //   node --import tsx test/bench/run.ts [--duration 10] [--warmup 3] [--smoke] [--source] [--out file.json]
-//     [--scenarios tasks-list,me]
+//     [--scenarios tasks-list,me] [--observability]
+//
+// --observability: instead of the usual run, what metrics and tracing cost. The API is started three
+// ways (off; METRICS_TOKEN set and scraped every 5 s; OTEL_EXPORTER_OTLP_ENDPOINT set, exporting to a
+// sink in this process), one at a time, and each serves tasks-list and me, in the order
+// off, metrics, tracing, tracing, metrics, off so that drift in the machine's load cancels out.
 //
 // Env: DATABASE_URL (an admin connection to the Postgres server; a fresh `bench_<random>` database is
 // created there and dropped at the end), BENCH_DURATION, BENCH_WARMUP (seconds), BENCH_API_ENTRY (a
@@ -13,6 +18,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { createServer as createHttpServer } from 'node:http'
 import { createServer } from 'node:net'
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -47,6 +53,7 @@ interface Options {
   source: boolean
   out: string | undefined
   scenarios: readonly Scenario[]
+  observability: boolean
 }
 
 function readOptions (): Options {
@@ -58,6 +65,7 @@ function readOptions (): Options {
       source: { type: 'boolean', default: false },
       out: { type: 'string' },
       scenarios: { type: 'string' },
+      observability: { type: 'boolean', default: false },
     },
   })
   const scenarios = values.scenarios === undefined ? SCENARIOS : values.scenarios.split(',').map((name) => name.trim())
@@ -78,6 +86,7 @@ function readOptions (): Options {
     source: values.source === true,
     out: values.out,
     scenarios: scenarios as Scenario[],
+    observability: values.observability === true,
   }
 }
 
@@ -189,10 +198,10 @@ function apiArgs (source: boolean): string[] {
 }
 
 /** Spawns the API and times it to /api/health/ready answering 200. */
-async function startApi (databaseUrl: string, jwtSecret: string, source: boolean): Promise<Server & { coldStartMs: number }> {
+async function startApi (databaseUrl: string, jwtSecret: string, source: boolean, extraEnv: Record<string, string> = {}): Promise<Server & { coldStartMs: number }> {
   const port = await freePort()
   const since = performance.now()
-  const child = start('api', apiArgs(source), apiEnv(databaseUrl, port, jwtSecret))
+  const child = start('api', apiArgs(source), { ...apiEnv(databaseUrl, port, jwtSecret), ...extraEnv })
   const base = `http://127.0.0.1:${port}`
   const coldStartMs = await waitFor200(`${base}/api/health/ready`, child, since)
   return { name: 'api', base, child, coldStartMs }
@@ -487,6 +496,83 @@ function table (rows: Row[]): string {
 
 // ---------------------------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------------------------
+// What metrics and tracing cost
+
+const OBSERVABILITY_SCENARIOS = ['tasks-list', 'me'] as const satisfies readonly Scenario[]
+type Variant = 'off' | 'metrics' | 'tracing'
+const METRICS_TOKEN = randomBytes(24).toString('hex')
+
+export interface ObservabilityRow { variant: Variant, scenario: Scenario, rps: number, p99: number, non2xx: number, errors: number }
+
+/** An OTLP/HTTP collector that accepts and drops everything: the exporter's work, without a backend's. */
+async function startSink (): Promise<{ url: string, received: () => number, close: () => Promise<void> }> {
+  let received = 0
+  const server = createHttpServer((request, response) => {
+    request.resume()
+    request.on('end', () => { received++; response.writeHead(200, { 'content-type': 'application/json' }).end('{}') })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  return { url: `http://127.0.0.1:${port}`, received: () => received, close: () => new Promise((resolve) => server.close(() => resolve())) }
+}
+
+async function observabilityCost (databaseUrl: string, jwtSecret: string, opts: Options): Promise<ObservabilityRow[]> {
+  const sink = await startSink()
+  const envOf = (variant: Variant): Record<string, string> => variant === 'metrics'
+    ? { METRICS_TOKEN }
+    : variant === 'tracing' ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {}
+  const rows: ObservabilityRow[] = []
+  try {
+    // Migrate and seed once, through an API with everything off.
+    const first = await startApi(databaseUrl, jwtSecret, opts.source)
+    const seeded = await seed(first.base)
+    await stop(first.child)
+    for (const variant of ['off', 'metrics', 'tracing', 'tracing', 'metrics', 'off'] as const) {
+      const api = await startApi(databaseUrl, jwtSecret, opts.source, envOf(variant))
+      // Prometheus's pace would be 15 s; every 5 s leaves no run without a scrape.
+      const scraper = variant === 'metrics'
+        ? setInterval(() => { fetch(`${api.base}/api/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } }).then((r) => r.text()).catch(() => {}) }, 5000)
+        : undefined
+      try {
+        for (const scenario of OBSERVABILITY_SCENARIOS) {
+          const row = await measure(scenario, api, seeded, opts)
+          rows.push({ variant, scenario, rps: row.rps, p99: row.p99, non2xx: row.non2xx, errors: row.errors })
+          console.log(`  ${scenario} ${variant}: ${row.rps.toFixed(0)} req/s, p99 ${row.p99} ms, non-2xx ${row.non2xx}, errors ${row.errors}`)
+        }
+        if (variant === 'metrics') {
+          const scrape = await fetch(`${api.base}/api/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })
+          if (scrape.status !== 200) throw new Error(`metrics variant: /api/metrics answered ${scrape.status}`)
+        }
+      } finally {
+        clearInterval(scraper)
+        await stop(api.child)
+      }
+    }
+    if (sink.received() === 0) throw new Error('tracing variant: the OTLP sink received nothing')
+    console.log(`  (the OTLP sink received ${sink.received()} exports)`)
+  } finally {
+    await sink.close()
+  }
+  return rows
+}
+
+function observabilityTable (rows: ObservabilityRow[]): string {
+  const mean = (variant: Variant, scenario: Scenario, field: 'rps' | 'p99') => {
+    const of = rows.filter((r) => r.variant === variant && r.scenario === scenario)
+    return of.reduce((sum, r) => sum + r[field], 0) / of.length
+  }
+  const lines = ['| scenario | variant | req/s (mean of 2) | p99 ms (mean of 2) | req/s vs off | p99 vs off |', '|---|---|---|---|---|---|']
+  for (const scenario of OBSERVABILITY_SCENARIOS) {
+    for (const variant of ['off', 'metrics', 'tracing'] as const) {
+      const rps = mean(variant, scenario, 'rps')
+      const p99 = mean(variant, scenario, 'p99')
+      lines.push(`| ${scenario} | ${variant} | ${rps.toFixed(0)} | ${p99.toFixed(1)} | ${(rps / mean('off', scenario, 'rps')).toFixed(2)} × | ${(p99 / mean('off', scenario, 'p99')).toFixed(2)} × |`)
+    }
+  }
+  return lines.join('\n')
+}
+
 async function main () {
   const opts = readOptions()
   const adminUrl = process.env.DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test'
@@ -506,6 +592,24 @@ async function main () {
     await admin.unsafe(`create database ${dbName}`)
     created = true
     console.log(`bench: database ${dbName}; ${opts.smoke ? 'smoke' : 'full'} run, ${opts.duration} s per scenario after ${opts.warmup} s of warm-up`)
+
+    if (opts.observability) {
+      const rows = await observabilityCost(databaseUrl, jwtSecret, opts)
+      await sleep(1000)
+      console.log('\n' + observabilityTable(rows))
+      const out = opts.out ?? join(root, 'bench-results', `bench-observability-${startedAt.toISOString().replaceAll(':', '-')}.json`)
+      mkdirSync(dirname(out), { recursive: true })
+      writeFileSync(out, JSON.stringify({
+        startedAt: startedAt.toISOString(),
+        mode: 'observability',
+        durationSeconds: opts.duration,
+        warmupSeconds: opts.warmup,
+        machine: { cpus: cpus().length, node: process.version, postgres: version, loadAverageAtStart: (await import('node:os')).loadavg() },
+        rows,
+      }, null, 2) + '\n')
+      console.log(`\nwritten to ${out}`)
+      return
+    }
 
     // argon2 first, while nothing else runs: the ceiling the login scenario is compared to.
     const argon2 = await argon2Ceiling(opts.smoke ? 0.5 : 3)

@@ -1,0 +1,42 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { MetricsTokenInvalid } from '../src/errors.js'
+
+function sha256 (value: string): Buffer {
+  return createHash('sha256').update(value).digest()
+}
+
+/**
+ * GET /api/metrics: the Prometheus text format, for a scraper holding METRICS_TOKEN. Without the
+ * variable the route does not exist (404): nothing about the process is readable by default.
+ */
+const metricsRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const token = app.config.metricsToken
+  if (token === undefined) return
+  // Both sides hashed to 32 bytes first: timingSafeEqual needs equal lengths, and comparing the
+  // digests leaks neither the token's bytes nor its length through timing.
+  const expected = sha256(token)
+  const isAuthorized = (header: string | undefined) => {
+    const presented = header !== undefined && /^bearer /i.test(header) ? header.slice(7).trim() : ''
+    return timingSafeEqual(sha256(presented), expected) && presented !== ''
+  }
+
+  app.get('/', {
+    schema: {
+      tags: ['metrics'],
+      summary: 'Prometheus metrics (Authorization: Bearer METRICS_TOKEN); 404 when METRICS_TOKEN is not set',
+      security: [{ metricsToken: [] }],
+      response: { 200: Type.String({ description: 'Prometheus text exposition format 0.0.4' }) },
+    },
+  }, async (request, reply) => {
+    if (!isAuthorized(request.headers.authorization)) {
+      reply.header('www-authenticate', 'Bearer realm="metrics"')
+      throw new MetricsTokenInvalid()
+    }
+    const { registry } = app.metrics
+    const body = await registry.metrics()
+    return reply.type(registry.contentType).send(body)
+  })
+}
+
+export default metricsRoutes
