@@ -6,13 +6,14 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Role } from '../src/db/schema.js'
 import { prepareActiveSessionUser, type Caller } from '../src/db/queries/sessions.js'
-import { recordAuditEvent } from '../src/db/queries/audit.js'
+import type { UserRow } from '../src/db/queries/users.js'
 import { ForbiddenRole, SessionRevoked, TokenExpired, TokenInvalid, TokenMissing } from '../src/errors.js'
+import { isUuid } from '../src/rules.js'
 
 /** What an access token says. `typ` keeps any other token we might ever sign from passing as one. */
 export interface AccessClaims { sub: string, sid: string, role: Role, typ: 'access', jti: string }
 /** Who is calling, as the database says now (the role is never taken from the token). */
-export interface AuthUser { id: string, username: string, role: Role, createdAt: Date, sessionId: string }
+export type AuthUser = UserRow & { sessionId: string }
 
 declare module '@fastify/jwt' {
   interface FastifyJWT { payload: AccessClaims, user: AuthUser }
@@ -29,14 +30,12 @@ declare module 'fastify' {
      * Half of tokenRequired, for routes whose every query checks the session itself in the same
      * round trip (the tasks routes): 401 unless the access token is valid; sets request.caller.
      */
-    tokenVerified: () => (request: FastifyRequest) => Promise<void>
+    tokenVerified: (request: FastifyRequest) => Promise<void>
     signAccessToken: (user: { id: string, role: Role }, sessionId: string) => string
     setAuthCookies: (reply: FastifyReply, tokens: { accessToken: string, refreshToken?: string }) => void
     clearAuthCookies: (reply: FastifyReply) => void
   }
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 
 export default fp(async (app) => {
   const { config } = app
@@ -92,7 +91,7 @@ export default fp(async (app) => {
       throw new TokenInvalid()
     }
     if (claims.typ !== 'access' || typeof claims.sub !== 'string' || typeof claims.sid !== 'string' ||
-      !UUID.test(claims.sub) || !UUID.test(claims.sid)) {
+      !isUuid(claims.sub) || !isUuid(claims.sid)) {
       throw new TokenInvalid()
     }
     return claims
@@ -101,7 +100,7 @@ export default fp(async (app) => {
   const activeSessionUser = prepareActiveSessionUser(app.db)
 
   app.decorateRequest('caller', null as unknown as Caller)
-  app.decorate('tokenVerified', () => async function tokenVerified (request: FastifyRequest) {
+  app.decorate('tokenVerified', async function tokenVerified (request: FastifyRequest) {
     const claims = readClaims(request)
     request.caller = { userId: claims.sub, sessionId: claims.sid }
   })
@@ -114,11 +113,7 @@ export default fp(async (app) => {
     if (!user) throw new SessionRevoked()
     request.user = user
     if (roles !== undefined && !roles.includes(user.role)) {
-      await recordAuditEvent(app.db, request.log, {
-        type: 'access_denied',
-        userId: user.id,
-        actorId: user.id,
-        ip: request.ip,
+      await request.audit(app.db, 'access_denied', {
         detail: { method: request.method, route: request.routeOptions.url ?? request.url, role: user.role },
       })
       throw new ForbiddenRole()
@@ -152,4 +147,4 @@ export default fp(async (app) => {
     reply.setCookie(config.accessCookieName, '', { ...accessCookie, maxAge: 0 })
     reply.setCookie(config.refreshCookieName, '', { ...refreshCookie, maxAge: 0 })
   })
-}, { name: 'auth', dependencies: ['config', 'db'] })
+}, { name: 'auth', dependencies: ['config', 'db', 'audit'] })

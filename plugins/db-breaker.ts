@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import { withDeadline } from '../src/deadline.js'
 import { DatabaseUnavailable, isDatabaseUnavailable, sqlState } from '../src/errors.js'
 
 // While open, the database is probed this often; the first answer closes the breaker, so the API
@@ -9,16 +10,16 @@ const STATEMENT_TIMEOUT = '57014'
 // A probe that hangs (a link postgres.js cannot watch, e.g. TLS) must not stop the probing.
 const PROBE_TIMEOUT_MS = 1500
 
-/** Routes that never touch the database keep answering while it is away. */
-function needsDatabase (request: FastifyRequest): boolean {
-  const route = request.routeOptions.url
-  return route !== undefined && route !== '/api/health' && route !== '/api/metrics' && !route.startsWith('/api/docs')
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** `false`: the route never touches the database, so it keeps answering while the database is away. */
+    needsDatabase?: boolean
+  }
 }
 
-function withTimeout (work: Promise<void>, ms: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new DatabaseUnavailable()), ms) })
-  return Promise.race([work, timeout]).finally(() => clearTimeout(timer))
+/** Unmatched URLs (404s) touch no database either. */
+function needsDatabase (request: FastifyRequest): boolean {
+  return request.routeOptions.url !== undefined && request.routeOptions.config.needsDatabase !== false
 }
 
 /**
@@ -42,7 +43,7 @@ export default fp(async (app) => {
 
   async function probe () {
     try {
-      await withTimeout(app.database.ping(), PROBE_TIMEOUT_MS)
+      await withDeadline(app.database.ping(), PROBE_TIMEOUT_MS, () => new DatabaseUnavailable())
       isOpen = false
       app.metrics.setBreakerOpen(false)
       app.log.info('database reachable again: requests go through')

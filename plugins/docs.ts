@@ -34,13 +34,18 @@ export default fp(async (app) => {
       },
     },
   })
-  await app.register(swaggerUi, {
-    routePrefix: '/api/docs',
-    // Swagger UI runs scripts and styles of its own: this policy replaces the API's deny-all one on
-    // the docs routes only.
-    staticCSP: true,
-    // ...minus upgrade-insecure-requests, which would break the page on plain-HTTP development hosts.
-    transformStaticCSP: (header) => header.replace(/\s*upgrade-insecure-requests;?/, ''),
-    uiConfig: { docExpansion: 'list', deepLinking: true },
+  // The docs' routes belong to Swagger UI; in their own context they are marked as not needing the
+  // database, so the documentation stays up during a database outage.
+  await app.register(async (docs) => {
+    docs.addHook('onRoute', (route) => { route.config = { ...route.config, needsDatabase: false } })
+    await docs.register(swaggerUi, {
+      routePrefix: '/api/docs',
+      // Swagger UI runs scripts and styles of its own: this policy replaces the API's deny-all one on
+      // the docs routes only.
+      staticCSP: true,
+      // ...minus upgrade-insecure-requests, which would break the page on plain-HTTP development hosts.
+      transformStaticCSP: (header) => header.replace(/\s*upgrade-insecure-requests;?/, ''),
+      uiConfig: { docExpansion: 'list', deepLinking: true },
+    })
   })
 }, { name: 'docs', dependencies: ['config'] })

@@ -4,6 +4,13 @@ import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { Overloaded } from '../src/errors.js'
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** `false`: answered even while the process is overloaded (liveness). Set by the route. */
+    shed?: boolean
+  }
+}
+
 export interface PressureOptions {
   /** Mean event-loop delay (ms) over one sample beyond which requests are shed. */
   maxEventLoopDelay?: number
@@ -31,11 +38,10 @@ export const OVERLOAD_RETRY_AFTER_S = 2
  * OVERLOADED with Retry-After at once, before any body is parsed, hashed or sent to the database,
  * instead of joining a queue whose latency grows without bound. Liveness (`/api/health`) is exempt:
  * an overloaded process is alive, and restarting it would only drop its work. Readiness is not: a
- * load balancer should send traffic elsewhere for a while.
+ * load balancer should send traffic elsewhere for a while. A route opts out with `config: { shed: false }`.
  */
 export default fp<PressureOptions>(async (app, options) => {
-  // The metrics too: a scrape is how an operator sees the overload.
-  const isExempt = (request: FastifyRequest) => request.routeOptions.url === '/api/health' || request.routeOptions.url === '/api/metrics'
+  const isExempt = (request: FastifyRequest) => request.routeOptions.config.shed === false
   const sampleInterval = options.sampleInterval ?? SAMPLE_INTERVAL_MS
   // Starting blocks the loop on purpose (opening PGlite takes seconds of synchronous work): the
   // samples that cover the start say nothing about load, so the first two after ready are ignored.

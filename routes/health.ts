@@ -1,4 +1,5 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { withDeadline } from '../src/deadline.js'
 import { DatabaseUnavailable } from '../src/errors.js'
 
 const Status = Type.Object({ status: Type.Literal('ok') })
@@ -8,7 +9,8 @@ const READY_TIMEOUT_MS = 1500
 
 const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/', {
-    config: { rateLimit: false },
+    // Liveness answers whatever else is wrong: an overloaded process or a missing database is alive.
+    config: { rateLimit: false, shed: false, needsDatabase: false },
     schema: { tags: ['health'], summary: 'Liveness: the process is up', response: { 200: Status } },
   }, async () => ({ status: 'ok' as const }))
 
@@ -16,16 +18,10 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     config: { rateLimit: false },
     schema: { tags: ['health'], summary: 'Readiness: the database answers', response: { 200: Status } },
   }, async () => {
-    let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new DatabaseUnavailable()), READY_TIMEOUT_MS)
-    })
     try {
-      await Promise.race([app.database.ping(), timeout])
+      await withDeadline(app.database.ping(), READY_TIMEOUT_MS, () => new DatabaseUnavailable())
     } catch {
       throw new DatabaseUnavailable()
-    } finally {
-      clearTimeout(timer)
     }
     return { status: 'ok' as const }
   })

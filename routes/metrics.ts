@@ -22,6 +22,8 @@ const metricsRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }
 
   app.get('/', {
+    // A scrape is how an operator sees an overload or an outage: never shed, never behind the breaker.
+    config: { shed: false, needsDatabase: false },
     schema: {
       tags: ['metrics'],
       summary: 'Prometheus metrics (Authorization: Bearer METRICS_TOKEN); 404 when METRICS_TOKEN is not set',

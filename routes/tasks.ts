@@ -20,7 +20,7 @@ const TaskEnvelope = Type.Object({ task: Task })
  */
 const tasksRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const tasks = prepareTaskQueries(app.db)
-  app.addHook('preHandler', app.tokenVerified())
+  app.addHook('preHandler', app.tokenVerified)
 
   app.get('/', {
     schema: {

@@ -1,5 +1,4 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { recordAuditEvent } from '../src/db/queries/audit.js'
 import { revokeAllSessions } from '../src/db/queries/sessions.js'
 import { changeRole, deleteUser, findUserById, listUsers } from '../src/db/queries/users.js'
 import { UserNotFound } from '../src/errors.js'
@@ -44,10 +43,10 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
   }, async (request) => {
     const { role } = request.body
-    const user = await changeRole(app.db, request.params.id, role, async (tx, changed) => {
-      await recordAuditEvent(tx, request.log, {
-        type: 'role_changed', userId: changed.id, actorId: request.user.id, ip: request.ip, detail: { role },
-      })
+    const user = await app.db.transaction(async (tx) => {
+      const changed = await changeRole(tx, request.params.id, role)
+      if (changed) await request.audit(tx, 'role_changed', { userId: changed.id, detail: { role } })
+      return changed
     })
     if (!user) throw new UserNotFound()
     return { user }
@@ -66,10 +65,10 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const { id } = request.params
     const isSelf = request.user.id === id
     if (request.user.role !== 'admin' && !isSelf) throw new UserNotFound()
-    const user = await deleteUser(app.db, id, async (tx, deleted) => {
-      await recordAuditEvent(tx, request.log, {
-        type: 'user_deleted', userId: deleted.id, actorId: request.user.id, ip: request.ip, detail: { username: deleted.username },
-      })
+    const user = await app.db.transaction(async (tx) => {
+      const deleted = await deleteUser(tx, id)
+      if (deleted) await request.audit(tx, 'user_deleted', { userId: deleted.id, detail: { username: deleted.username } })
+      return deleted
     })
     if (!user) throw new UserNotFound()
     if (isSelf) app.clearAuthCookies(reply)
@@ -90,9 +89,7 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
     await app.db.transaction(async (tx) => {
       if (!await findUserById(tx, id)) throw new UserNotFound()
       const revoked = await revokeAllSessions(tx, id)
-      await recordAuditEvent(tx, request.log, {
-        type: 'session_revoked', userId: id, actorId: request.user.id, ip: request.ip, detail: { all: true, revoked },
-      })
+      await request.audit(tx, 'session_revoked', { userId: id, detail: { all: true, revoked } })
     })
     return reply.code(204).send(null)
   })

@@ -13,6 +13,7 @@ import dbPlugin from '../plugins/db.js'
 import dbBreakerPlugin from '../plugins/db-breaker.js'
 import pressurePlugin, { type PressureOptions } from '../plugins/pressure.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
+import auditPlugin from '../plugins/audit.js'
 import authPlugin from '../plugins/auth.js'
 import docsPlugin from '../plugins/docs.js'
 import authRoutes from '../routes/auth.js'
@@ -31,14 +32,18 @@ export interface BuildAppOptions {
   config: Config
   /** A database opened by the caller; by default the app opens (and closes) the one in the config. */
   database?: Database
-  /** Overrides for Fastify's own options, e.g. a logger that writes to a test stream. */
+  /** Overrides for Fastify's own options. */
   fastify?: FastifyServerOptions
+  /** Where log lines go instead of stdout (tests read them), with the same level and redactions. */
+  logStream?: { write (line: string): void }
+  /** With logStream: the level to log at (default: the config's). */
+  logLevel?: string
   /** Load-shedding thresholds; the defaults suit a server process. */
   pressure?: PressureOptions
 }
 
 // What never reaches a log line: credentials in headers, cookies set, and any password in a body.
-export const LOG_REDACTIONS = [
+const LOG_REDACTIONS = [
   'req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]',
   '*.password', '*.currentPassword', '*.newPassword', '*.passwordHash', '*.access_token',
 ]
@@ -54,9 +59,13 @@ function newAjv (options: AjvOptions): Ajv {
  * CORS before anything can refuse a preflight, CSRF before any body is read, rate limits before any
  * password is hashed. Never listens: that is server.ts's job.
  */
-export async function buildApp ({ config, database, fastify = {}, pressure = {} }: BuildAppOptions): Promise<FastifyInstance> {
+export async function buildApp ({ config, database, fastify = {}, pressure = {}, logStream, logLevel }: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: { level: config.logLevel, redact: { paths: LOG_REDACTIONS, censor: '[redacted]' } },
+    logger: {
+      level: logLevel ?? config.logLevel,
+      redact: { paths: LOG_REDACTIONS, censor: '[redacted]' },
+      ...(logStream === undefined ? {} : { stream: logStream }),
+    },
     // X-Forwarded-For is believed only from the proxies named in TRUST_PROXY.
     trustProxy: config.trustProxy.length > 0 ? [...config.trustProxy] : false,
     bodyLimit: 1024 * 1024,
@@ -87,6 +96,7 @@ export async function buildApp ({ config, database, fastify = {}, pressure = {} 
   await app.register(dbPlugin, database === undefined ? {} : { database })
   await app.register(dbBreakerPlugin)
   await app.register(rateLimitPlugin)
+  await app.register(auditPlugin)
   await app.register(authPlugin)
   await app.register(docsPlugin)
 

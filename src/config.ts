@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { isValidUsername, passwordLengthProblem, USERNAME_RULE_IN_WORDS } from './rules.js'
 
 export interface Config {
   readonly isProduction: boolean
@@ -202,6 +203,9 @@ export function loadConfig (env: Env = process.env): Config {
   if ((adminUsername === undefined) !== (adminPassword === undefined)) {
     throw new ConfigError(adminUsername === undefined ? 'ADMIN_USERNAME' : 'ADMIN_PASSWORD', 'must be set together with ' + (adminUsername === undefined ? 'ADMIN_PASSWORD' : 'ADMIN_USERNAME'))
   }
+  if (adminUsername !== undefined && !isValidUsername(adminUsername)) throw new ConfigError('ADMIN_USERNAME', `must be ${USERNAME_RULE_IN_WORDS}`)
+  const adminPasswordProblem = adminPassword === undefined ? undefined : passwordLengthProblem(adminPassword)
+  if (adminPasswordProblem !== undefined) throw new ConfigError('ADMIN_PASSWORD', adminPasswordProblem)
 
   const redisUrl = env.REDIS_URL || undefined
   if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) throw new ConfigError('REDIS_URL', 'must be a redis:// or rediss:// URL')

@@ -2,6 +2,9 @@ import { availableParallelism } from 'node:os'
 import { hash, verify, type Options } from '@node-rs/argon2'
 import pLimit from 'p-limit'
 import { dictionary } from '@zxcvbn-ts/language-common'
+import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from './rules.js'
+
+export { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH }
 
 // 19 MiB, 2 passes, 1 lane: OWASP's argon2id floor (Password Storage Cheat Sheet). The async calls
 // run on libuv's thread pool, so hashing never blocks the event loop.
@@ -17,9 +20,6 @@ export const ARGON2_OPTIONS: Options = {
 // wait here instead, costing nothing.
 export const HASHING_CONCURRENCY = availableParallelism()
 const hashingSlot = pLimit(HASHING_CONCURRENCY)
-
-export const PASSWORD_MIN_LENGTH = 8
-export const PASSWORD_MAX_LENGTH = 256
 
 // zxcvbn-ts ships ~49k leaked passwords ranked by frequency; those short enough are refused by
 // length already, so only the rest are kept. Compared case-insensitively: "Password1" is no better.

@@ -1,6 +1,7 @@
 import { Type, type TSchema } from '@sinclair/typebox'
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from './passwords.js'
 import { ROLES } from './db/schema.js'
+import { USERNAME_CHARACTERS, USERNAME_MAX_LENGTH, USERNAME_MIN_LENGTH, USERNAME_RULE_IN_WORDS } from './rules.js'
 
 // Drizzle hands out Date objects; the serializer turns them into ISO strings for this format.
 export const DateTime = Type.Unsafe<Date>(Type.String({ format: 'date-time' }))
@@ -11,10 +12,10 @@ const NO_NUL = '^[^\\u0000]*$'
 export const RoleSchema = Type.Union(ROLES.map((role) => Type.Literal(role)), { description: 'user or admin' })
 
 export const Username = Type.String({
-  minLength: 3,
-  maxLength: 32,
-  pattern: '^[A-Za-z0-9_.-]+$',
-  description: '3–32 of A–Z, a–z, 0–9, _ . -; unique regardless of case',
+  minLength: USERNAME_MIN_LENGTH,
+  maxLength: USERNAME_MAX_LENGTH,
+  pattern: `^[${USERNAME_CHARACTERS}]+$`,
+  description: `${USERNAME_RULE_IN_WORDS}; unique regardless of case`,
 })
 
 export const Password = Type.String({

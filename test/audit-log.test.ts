@@ -7,7 +7,7 @@ const logs = new LogCapture()
 const app = await buildTestApp(t, {}, { logs })
 
 t.test('every audited action appears with the right actor and subject, and no secret anywhere', async (t) => {
-  const admin = await signIn(app, undefined, 'admin')
+  const admin = await signIn(app, { role: 'admin' })
   const alice = await signIn(app)
   const bob = await signIn(app)
   const loginAgain = async () => cookiesFrom(await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: alice.username, password: STRONG_PASSWORD } }))
@@ -59,7 +59,7 @@ t.test('passwords, cookies and Authorization headers are redacted even when code
 })
 
 t.test('admins read the log newest first, filtered by user and type, a keyset page at a time', async (t) => {
-  const admin = await signIn(app, undefined, 'admin')
+  const admin = await signIn(app, { role: 'admin' })
   const carol = await signIn(app)
   for (let i = 0; i < 4; i++) await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: carol.username, password: 'wrong-password-2' } })
   const read = (query: string) => app.inject({ url: `/api/audit?${query}`, cookies: admin.cookies })

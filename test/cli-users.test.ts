@@ -38,9 +38,9 @@ t.test('create makes a user (or an admin) with the password from stdin', async (
 
 t.test('create refuses bad input with exit code 1 and a clear message, changing nothing', async (t) => {
   const cases: Array<[string[], string, RegExp]> = [
-    [['create', 'x', '--password-stdin'], STRONG_PASSWORD, /username is 3-32/],
+    [['create', 'x', '--password-stdin'], STRONG_PASSWORD, /username is 3–32/],
     [['create', 'weakling', '--password-stdin'], 'password1', /most common/],
-    [['create', 'shorty', '--password-stdin'], 'short', /8-256 characters/],
+    [['create', 'shorty', '--password-stdin'], 'short', /8–256 characters/],
     [['create', 'OPSADMIN', '--password-stdin'], STRONG_PASSWORD, /taken/],
   ]
   for (const [args, input, message] of cases) {

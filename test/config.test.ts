@@ -85,6 +85,11 @@ t.test('metrics and tracing are off unless their variables are set', async (t) =
   t.equal(on.otelServiceName, 'auth-eu-1')
 })
 
+t.test('ADMIN_USERNAME and ADMIN_PASSWORD follow the same rules as a registration, checked at load', async (t) => {
+  t.match(refusal({ ADMIN_USERNAME: 'a b', ADMIN_PASSWORD: 'long-enough-pass' }), /^Invalid configuration: ADMIN_USERNAME must be 3–32 of/)
+  t.match(refusal({ ADMIN_USERNAME: 'root', ADMIN_PASSWORD: 'short' }), /^Invalid configuration: ADMIN_PASSWORD must be 8–256 characters$/)
+})
+
 t.test('ADMIN_USERNAME without ADMIN_PASSWORD names the missing one', async (t) => {
   t.match(refusal({ ADMIN_USERNAME: 'root' }), /^Invalid configuration: ADMIN_PASSWORD must be set together with ADMIN_USERNAME$/)
 })

@@ -6,7 +6,7 @@ import { checkAnswer, snapshot } from './helpers/fuzz.js'
 
 const app = await buildTestApp(t, { rateLimitAllowList: ['127.0.0.1'] })
 const alice = await signIn(app)
-const admin = await signIn(app, undefined, 'admin')
+const admin = await signIn(app, { role: 'admin' })
 const taskId = (await app.inject({ method: 'POST', url: '/api/tasks', cookies: alice.cookies, payload: { title: 'mine' } })).json().task.id as string
 
 /** Sends it; asserts no 5xx, the error shape, and (for a 4xx) that no row changed. */

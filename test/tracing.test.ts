@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { buildApp, LOG_REDACTIONS } from '../src/app.js'
+import { buildApp } from '../src/app.js'
 import type { Config } from '../src/config.js'
 import { LogCapture, openTestDatabase, signIn, STRONG_PASSWORD, testConfig, type TestContext } from './helpers/app.js'
 
@@ -50,7 +50,8 @@ async function buildLoggedApp (t: TestContext, overrides: Partial<Config>, logs:
     config: testConfig(overrides),
     database,
     pressure: { maxEventLoopDelay: 0 },
-    fastify: { logger: { level: 'info', stream: logs, redact: { paths: LOG_REDACTIONS, censor: '[redacted]' } } },
+    logStream: logs,
+    logLevel: 'info',
   })
   t.teardown(() => app.close())
   await app.ready()

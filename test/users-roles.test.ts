@@ -11,7 +11,7 @@ const as = (who: SignedIn | undefined, method: 'GET' | 'PATCH' | 'DELETE', url: 
   app.inject({ method, url, ...(who ? { cookies: who.cookies } : {}), ...(payload ? { payload } : {}) })
 
 t.test('the access-control matrix: anonymous, the user themself, another user, an admin', async (t) => {
-  const admin = await signIn(app, undefined, 'admin')
+  const admin = await signIn(app, { role: 'admin' })
   const owner = await signIn(app)
   const other = await signIn(app)
   const cases: Array<[string, 'GET' | 'PATCH' | 'DELETE', string, object | undefined, [number, number, number, number]]> = [
@@ -35,7 +35,7 @@ t.test('the access-control matrix: anonymous, the user themself, another user, a
 })
 
 t.test('only an admin may change a role, and a refused write changes nothing', async (t) => {
-  const admin = await signIn(app, undefined, 'admin')
+  const admin = await signIn(app, { role: 'admin' })
   const alice = await signIn(app)
   const promote = { role: 'admin' }
   t.equal((await as(undefined, 'PATCH', `/api/users/${alice.id}`, promote)).statusCode, 401)
@@ -56,8 +56,8 @@ t.test('only an admin may change a role, and a refused write changes nothing', a
 })
 
 t.test('a demoted admin loses admin routes on the next request', async (t) => {
-  const root = await signIn(app, undefined, 'admin')
-  const deputy = await signIn(app, undefined, 'admin')
+  const root = await signIn(app, { role: 'admin' })
+  const deputy = await signIn(app, { role: 'admin' })
   t.equal((await as(deputy, 'GET', '/api/audit')).statusCode, 200)
   t.equal((await as(root, 'PATCH', `/api/users/${deputy.id}`, { role: 'user' })).statusCode, 200)
   const after = await as(deputy, 'GET', '/api/audit')
@@ -67,8 +67,8 @@ t.test('a demoted admin loses admin routes on the next request', async (t) => {
 
 t.test('the last admin can be neither demoted nor deleted, even by two admins acting at once', async (t) => {
   const solo = await buildTestApp(t)
-  const a = await signIn(solo, undefined, 'admin')
-  const b = await signIn(solo, undefined, 'admin')
+  const a = await signIn(solo, { role: 'admin' })
+  const b = await signIn(solo, { role: 'admin' })
   const admins = async () => (await solo.db.select({ n: sql<number>`count(*)::int` }).from(users).where(eq(users.role, 'admin')))[0]!.n
   const [demoteB, demoteA] = await Promise.all([
     solo.inject({ method: 'PATCH', url: `/api/users/${b.id}`, cookies: a.cookies, payload: { role: 'user' } }),
@@ -88,26 +88,25 @@ t.test('the last admin can be neither demoted nor deleted, even by two admins ac
   t.equal(await admins(), 1)
 
   // Past the role checks, at the lock itself: both transactions start together.
-  const c = await signIn(solo, undefined, 'admin')
-  const noAudit = async () => {}
+  const c = await signIn(solo, { role: 'admin' })
   const outcomes = await Promise.allSettled([
-    changeRole(solo.db, c.id, 'user', noAudit),
-    changeRole(solo.db, survivor.id, 'user', noAudit),
+    solo.db.transaction((tx) => changeRole(tx, c.id, 'user')),
+    solo.db.transaction((tx) => changeRole(tx, survivor.id, 'user')),
   ])
   t.equal(outcomes.filter((o) => o.status === 'fulfilled').length, 1, 'one demotion commits')
   t.ok(outcomes.some((o) => o.status === 'rejected' && o.reason instanceof LastAdmin), 'the other finds itself last')
   t.equal(await admins(), 1)
 
-  const d = await signIn(solo, undefined, 'admin')
+  const d = await signIn(solo, { role: 'admin' })
   const remaining = (await solo.db.select({ id: users.id }).from(users).where(eq(users.role, 'admin'))).map((u) => u.id)
-  const deletions = await Promise.allSettled(remaining.map((id) => deleteUser(solo.db, id, noAudit)))
+  const deletions = await Promise.allSettled(remaining.map((id) => solo.db.transaction((tx) => deleteUser(tx, id))))
   t.equal(deletions.filter((o) => o.status === 'rejected' && o.reason instanceof LastAdmin).length, 1, 'concurrent deletions leave one admin')
   t.equal(await admins(), 1)
   t.ok(d)
 })
 
 t.test('deleting a user deletes their tasks and ends their sessions at once', async (t) => {
-  const admin = await signIn(app, undefined, 'admin')
+  const admin = await signIn(app, { role: 'admin' })
   const dave = await signIn(app)
   await app.inject({ method: 'POST', url: '/api/tasks', cookies: dave.cookies, payload: { title: 'soon gone' } })
   const response = await as(admin, 'DELETE', `/api/users/${dave.id}`)
@@ -132,7 +131,7 @@ t.test('a user may delete themself but nobody else', async (t) => {
 })
 
 t.test('an admin can end every session of a user', async (t) => {
-  const admin = await signIn(app, undefined, 'admin')
+  const admin = await signIn(app, { role: 'admin' })
   const gina = await signIn(app)
   t.equal((await as(admin, 'DELETE', `/api/users/${gina.id}/sessions`)).statusCode, 204)
   t.equal((await as(gina, 'GET', '/api/tasks')).statusCode, 401)
@@ -140,7 +139,7 @@ t.test('an admin can end every session of a user', async (t) => {
 })
 
 t.test('users are listed newest first in keyset pages, without hashes', async (t) => {
-  const admin = await signIn(app, undefined, 'admin')
+  const admin = await signIn(app, { role: 'admin' })
   const seen: string[] = []
   let cursor: string | null = null
   do {

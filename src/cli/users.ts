@@ -9,7 +9,8 @@ import { revokeAllSessions } from '../db/queries/sessions.js'
 import { changeRole, createUser, deleteUser, findUserWithHashByName, listUsers, setPasswordHash } from '../db/queries/users.js'
 import { ROLES, type Role } from '../db/schema.js'
 import { LastAdmin, UsernameTaken } from '../errors.js'
-import { hashPassword, isCommonPassword, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../passwords.js'
+import { isValidUsername, passwordLengthProblem, USERNAME_RULE_IN_WORDS } from '../rules.js'
+import { hashPassword, isCommonPassword } from '../passwords.js'
 
 export const USAGE = `Usage: npm run users -- <command>
 
@@ -30,7 +31,6 @@ export interface CliIo {
 
 class CliRefusal extends Error {}
 
-const USERNAME = /^[A-Za-z0-9_.-]{3,32}$/
 const quietLog: AuditLog = { info: () => {} }
 
 /** Reads a password: the first line of stdin for scripts, or typed at a prompt without echo. */
@@ -56,9 +56,8 @@ async function readPassword (io: CliIo, fromStdin: boolean): Promise<string> {
 }
 
 function checkNewPassword (password: string): void {
-  if (password.length < PASSWORD_MIN_LENGTH || password.length > PASSWORD_MAX_LENGTH) {
-    throw new CliRefusal(`the password must be ${PASSWORD_MIN_LENGTH}-${PASSWORD_MAX_LENGTH} characters`)
-  }
+  const lengthProblem = passwordLengthProblem(password)
+  if (lengthProblem !== undefined) throw new CliRefusal(`the password ${lengthProblem}`)
   if (isCommonPassword(password)) throw new CliRefusal('that password is among the most common ones; choose another')
 }
 
@@ -85,7 +84,7 @@ export async function runUsersCommand (argv: string[], database: Database, io: C
       case 'create': {
         const [username] = rest
         if (username === undefined || rest.length !== 1) return usage()
-        if (!USERNAME.test(username)) throw new CliRefusal('a username is 3-32 of A-Z, a-z, 0-9, _ . -')
+        if (!isValidUsername(username)) throw new CliRefusal(`a username is ${USERNAME_RULE_IN_WORDS}`)
         const password = await readPassword(io, parsed.values['password-stdin'] === true)
         checkNewPassword(password)
         const role: Role = parsed.values.admin === true ? 'admin' : 'user'
@@ -103,8 +102,9 @@ export async function runUsersCommand (argv: string[], database: Database, io: C
         if (username === undefined || role === undefined || rest.length !== 2) return usage()
         if (!(ROLES as readonly string[]).includes(role)) throw new CliRefusal(`a role is one of: ${ROLES.join(', ')}`)
         const target = await findByName(database, username)
-        await changeRole(db, target.id, role as Role, async (tx, changed) => {
-          await recordAuditEvent(tx, quietLog, { type: 'role_changed', userId: changed.id, detail: { role, by: 'cli' } })
+        await db.transaction(async (tx) => {
+          const changed = await changeRole(tx, target.id, role as Role)
+          if (changed) await recordAuditEvent(tx, quietLog, { type: 'role_changed', userId: changed.id, detail: { role, by: 'cli' } })
         })
         io.stdout.write(`${target.username} is now ${role}\n`)
         return 0
@@ -129,8 +129,9 @@ export async function runUsersCommand (argv: string[], database: Database, io: C
         const [username] = rest
         if (username === undefined || rest.length !== 1) return usage()
         const target = await findByName(database, username)
-        await deleteUser(db, target.id, async (tx, deleted) => {
-          await recordAuditEvent(tx, quietLog, { type: 'user_deleted', userId: deleted.id, detail: { username: deleted.username, by: 'cli' } })
+        await db.transaction(async (tx) => {
+          const deleted = await deleteUser(tx, target.id)
+          if (deleted) await recordAuditEvent(tx, quietLog, { type: 'user_deleted', userId: deleted.id, detail: { username: deleted.username, by: 'cli' } })
         })
         io.stdout.write(`deleted ${target.username}\n`)
         return 0

@@ -1,5 +1,4 @@
 import { mkdir } from 'node:fs/promises'
-import { connect as netConnect, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { PGlite } from '@electric-sql/pglite'
 import { sql } from 'drizzle-orm'
@@ -11,8 +10,10 @@ import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator'
 import postgres from 'postgres'
 import { context as otelContext } from '@opentelemetry/api'
 import { projectRoot } from '../paths.js'
+import { QUERY_DEADLINE_MS, STATEMENT_TIMEOUT_MS, withDeadlines } from './deadlines.js'
 import * as schema from './schema.js'
-import { DatabaseTelemetry, type Settle } from './telemetry.js'
+import { SILENCE_DEADLINE_MS, watchableTarget, watchedSocket } from './silence-watchdog.js'
+import { DatabaseTelemetry } from './telemetry.js'
 
 /** One type for both drivers: the query builder is the same, only the wire differs. */
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>
@@ -42,98 +43,6 @@ export interface DatabaseOptions {
 const MIGRATION_LOCK_ID = 7_310_442_019
 
 export const migrationsFolder = () => join(projectRoot(), 'drizzle')
-
-// Client-side deadlines. A database that refuses or drops connections fails fast by itself; one
-// behind a black-holed link never answers at all, and neither connect_timeout nor statement_timeout
-// notices (the server never sees the query, so it cannot time it out). So: Postgres cancels a statement
-// after STATEMENT_TIMEOUT_MS, and the client destroys a connection whose server has owed it an answer
-// and stayed silent for SILENCE_DEADLINE_MS, a little longer, so that only a dead link reaches it. The
-// pool then opens a fresh connection. Both sit under API.md's "503 within 2 s".
-export const STATEMENT_TIMEOUT_MS = 1200
-export const SILENCE_DEADLINE_MS = 1500
-// And each query, from the moment it is asked for, gets this long in all, waiting for a connection
-// included: postgres.js queues without a bound when every connection is busy or connecting. A query
-// still queued at the deadline is taken out of the queue; one already sent is left to the watchdog.
-export const QUERY_DEADLINE_MS = 1600
-
-function queryTimeout (ms: number): Error {
-  return Object.assign(new Error(`the database did not answer within ${ms} ms`), { code: 'QUERY_TIMEOUT' })
-}
-
-// postgres.js's query object: a lazy promise, sent on the first then(); `state` is set once sent.
-interface PendingQuery { then: Promise<unknown>['then'], cancel: () => unknown, state?: unknown }
-
-/**
- * Bounds a lazy postgres.js query by `ms`, and tells `watch` when it is sent for and when it ends. The
- * deadline only answers the caller early; `settle` waits for the driver, so the pool count and the
- * span cover the statement's real life.
- */
-function boundQuery<Q> (query: Q, ms: number, watch: () => Settle | undefined): Q {
-  const pending = query as unknown as PendingQuery
-  const then = pending.then.bind(pending)
-  let bounded: Promise<unknown> | undefined
-  pending.then = ((onFulfilled, onRejected) => {
-    bounded ??= new Promise((resolve, reject) => {
-      const settle = watch()
-      const timer = setTimeout(() => {
-        if (pending.state === undefined) pending.cancel()
-        reject(queryTimeout(ms))
-      }, ms)
-      then((value) => {
-        clearTimeout(timer)
-        settle?.(undefined)
-        resolve(value)
-      }, (error: unknown) => {
-        clearTimeout(timer)
-        settle?.(error)
-        reject(error)
-      })
-    })
-    return bounded.then(onFulfilled, onRejected)
-  }) as Promise<unknown>['then']
-  return query
-}
-
-type Scoped = (...args: unknown[]) => Promise<unknown>
-
-/**
- * The postgres.js client as Drizzle uses it (`unsafe` for every statement, `begin`/`savepoint` for
- * transactions), each statement bounded by `ms` and reported to `telemetry`. A transaction gets `ms`
- * to obtain its connection; its statements are bounded one by one.
- */
-function withDeadlines<S extends object> (sql: S, ms: number, telemetry: DatabaseTelemetry, inTransaction = false): S {
-  return new Proxy(sql, {
-    get (target, property, receiver) {
-      const value = Reflect.get(target, property, receiver) as unknown
-      if (typeof value !== 'function') return value
-      if (property === 'unsafe') {
-        return (...args: unknown[]) => boundQuery((value as Scoped).apply(target, args), ms,
-          () => telemetry.statement(String(args[0]), !inTransaction))
-      }
-      if (property !== 'begin' && property !== 'savepoint') return value
-      return (...args: unknown[]) => {
-        const body = args.pop() as (scoped: object) => unknown
-        const watch = property === 'begin' ? telemetry.transaction() : undefined
-        let isStarted = false
-        let isAbandoned = false
-        let timer: NodeJS.Timeout | undefined
-        const acquired = new Promise<never>((_resolve, reject) => {
-          timer = setTimeout(() => { if (!isStarted) { isAbandoned = true; reject(queryTimeout(ms)) } }, ms)
-        })
-        const run = (value as Scoped).apply(target, [...args, async (scoped: object) => {
-          // Given up on while it waited: roll back at once rather than run late.
-          if (isAbandoned) throw queryTimeout(ms)
-          isStarted = true
-          clearTimeout(timer)
-          const scopedSql = withDeadlines(scoped, ms, telemetry, true)
-          return watch?.context === undefined ? body(scopedSql) : otelContext.with(watch.context, () => body(scopedSql))
-        }])
-        run.then(() => watch?.settle(undefined), (error: unknown) => watch?.settle(error)).finally(() => clearTimeout(timer))
-        return Promise.race([run, acquired])
-      }
-    },
-  })
-}
 
 /**
  * The embedded client as Drizzle uses it (`query`, `exec`, `transaction`), each statement reported to
@@ -174,109 +83,6 @@ function withTelemetry (client: PGlite, telemetry: DatabaseTelemetry): PGlite {
     },
   })
   return scoped(client, false)
-}
-
-/**
- * Counts the protocol messages in one direction of a Postgres connection (type byte + int32 length,
- * after an untyped startup message on the client side), reporting those whose type is in `types`.
- * Messages may arrive split over or packed into chunks; only headers are looked at.
- */
-class MessageCounter {
-  private skip = 0
-  private header: number[] = []
-  private untypedFirst: boolean
-  constructor (private readonly types: ReadonlySet<number>, untypedFirst: boolean) { this.untypedFirst = untypedFirst }
-
-  /** How many messages of the watched types start in this chunk. */
-  feed (chunk: Uint8Array): number {
-    let counted = 0
-    let at = 0
-    while (at < chunk.length) {
-      if (this.skip > 0) {
-        const step = Math.min(this.skip, chunk.length - at)
-        this.skip -= step
-        at += step
-        continue
-      }
-      const headerLength = this.untypedFirst ? 4 : 5
-      this.header.push(chunk[at]!)
-      at += 1
-      if (this.header.length < headerLength) continue
-      const [a, b, c, d] = this.header.slice(headerLength - 4)
-      const length = ((a! << 24) | (b! << 16) | (c! << 8) | d!) >>> 0
-      if (this.untypedFirst) {
-        counted += 1 // the startup message, answered by the first ReadyForQuery
-        this.untypedFirst = false
-      } else if (this.types.has(this.header[0]!)) {
-        counted += 1
-      }
-      this.skip = Math.max(0, length - 4)
-      this.header = []
-    }
-    return counted
-  }
-}
-
-const QUERY = 0x51 // 'Q': simple query, answered by one ReadyForQuery
-const SYNC = 0x53 // 'S': ends an extended-protocol batch, answered by one ReadyForQuery
-const READY_FOR_QUERY = 0x5a // 'Z'
-
-/**
- * A TCP connection to Postgres that destroys itself when the server owes it an answer (a ReadyForQuery
- * for each Query or Sync sent, and one for the startup) and has sent nothing for `deadlineMs`. The
- * pending queries then fail with QUERY_TIMEOUT (a 503), and postgres.js replaces the connection.
- */
-export function watchedSocket (host: string, port: number, deadlineMs: number): Socket {
-  const socket = netConnect({ host, port })
-  const sent = new MessageCounter(new Set([QUERY, SYNC]), true)
-  const received = new MessageCounter(new Set([READY_FOR_QUERY]), false)
-  let owed = 0
-  let timer: NodeJS.Timeout | undefined
-  const expire = () => {
-    socket.destroy(Object.assign(new Error(`the database sent nothing for ${deadlineMs} ms`), { code: 'QUERY_TIMEOUT' }))
-  }
-  // Restarts the clock: the server must say something within the deadline from now.
-  const arm = () => {
-    if (timer === undefined) {
-      timer = setTimeout(expire, deadlineMs)
-      timer.unref()
-    } else {
-      timer.refresh()
-    }
-  }
-  const disarm = () => {
-    clearTimeout(timer)
-    timer = undefined
-  }
-
-  const write = socket.write.bind(socket) as (chunk: unknown, ...rest: unknown[]) => boolean
-  socket.write = ((chunk: unknown, ...rest: unknown[]) => {
-    if (chunk instanceof Uint8Array) owed += sent.feed(chunk)
-    if (owed > 0 && timer === undefined) arm()
-    return write(chunk, ...rest)
-  }) as Socket['write']
-  socket.on('data', (chunk: Buffer) => {
-    owed -= received.feed(chunk)
-    if (owed > 0) arm()
-    else disarm()
-  })
-  socket.once('close', disarm)
-  return socket
-}
-
-/** The watchdog parses the plain protocol: with TLS, or several hosts, postgres.js connects by itself. */
-function watchableTarget (url: string): { host: string, port: number } | undefined {
-  let parsed: URL
-  try {
-    parsed = new URL(url)
-  } catch {
-    return undefined // several hosts: not a WHATWG URL
-  }
-  if (parsed.searchParams.has('host')) return undefined // a Unix socket
-  const sslmode = parsed.searchParams.get('sslmode') ?? parsed.searchParams.get('ssl')
-  if (sslmode !== null && sslmode !== 'disable' && sslmode !== 'false') return undefined
-  if (parsed.hostname === '' || parsed.host.includes(',')) return undefined
-  return { host: decodeURIComponent(parsed.hostname).replace(/^\[|\]$/g, ''), port: parsed.port === '' ? 5432 : Number(parsed.port) }
 }
 
 function openPostgres (url: string, poolSize: number, prepare: boolean): Database {

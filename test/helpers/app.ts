@@ -4,7 +4,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import postgres from 'postgres'
 import { eq } from 'drizzle-orm'
 import type { PressureOptions } from '../../plugins/pressure.js'
-import { buildApp, LOG_REDACTIONS } from '../../src/app.js'
+import { buildApp } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
 import { openDatabase, type Database } from '../../src/db/client.js'
 import { users } from '../../src/db/schema.js'
@@ -66,7 +66,7 @@ export async function buildTestApp (t: TestContext, overrides: Partial<Config> =
   const app = await buildApp({
     config,
     pressure: options.pressure ?? { maxEventLoopDelay: 0 },
-    ...(options.logs === undefined ? {} : { fastify: { logger: { level: 'info', stream: options.logs, redact: { paths: LOG_REDACTIONS, censor: '[redacted]' } } } }),
+    ...(options.logs === undefined ? {} : { logStream: options.logs, logLevel: 'info' }),
   })
   // Teardowns run last-in first-out: the app closes before its database is dropped.
   t.teardown(() => app.close())
@@ -110,8 +110,17 @@ export function uniqueName (prefix = 'user'): string {
 
 export const STRONG_PASSWORD = 'violet-Kettle-42-orbit'
 
-/** Registers through the real route (and promotes to admin in the database if asked), then signs in. */
-export async function signIn (app: FastifyInstance, username = uniqueName(), role: 'user' | 'admin' = 'user', password = STRONG_PASSWORD): Promise<SignedIn> {
+export interface SignInOptions { username?: string, role?: 'user' | 'admin', password?: string }
+
+/**
+ * Registers through the real route (and promotes to admin in the database if asked), then signs in:
+ * `signIn(app)`, `signIn(app, { role: 'admin' })`, or the older positional `signIn(app, name, role)`.
+ */
+export async function signIn (app: FastifyInstance, nameOrOptions?: string | SignInOptions, positionalRole?: 'user' | 'admin', positionalPassword?: string): Promise<SignedIn> {
+  const options: SignInOptions = typeof nameOrOptions === 'object' ? nameOrOptions : {}
+  const username = (typeof nameOrOptions === 'string' ? nameOrOptions : options.username) ?? uniqueName()
+  const role = positionalRole ?? options.role ?? 'user'
+  const password = positionalPassword ?? options.password ?? STRONG_PASSWORD
   const registered = await app.inject({ method: 'POST', url: '/api/auth/register', payload: { username, password } })
   if (registered.statusCode !== 201) throw new Error(`register failed: ${registered.statusCode} ${registered.body}`)
   const id = registered.json().user.id as string

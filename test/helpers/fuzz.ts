@@ -60,7 +60,7 @@ export interface Fixture {
 
 export async function buildFixture (app: FastifyInstance): Promise<Fixture> {
   const user = await signIn(app)
-  const admin = await signIn(app, undefined, 'admin')
+  const admin = await signIn(app, { role: 'admin' })
   const task = await app.inject({ method: 'POST', url: '/api/tasks', cookies: user.cookies, payload: { title: 'fixture' } })
   const listed = await app.inject({ method: 'GET', url: '/api/auth/sessions', cookies: user.cookies })
   return {

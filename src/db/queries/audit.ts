@@ -1,7 +1,7 @@
-import { and, desc, eq, sql } from 'drizzle-orm'
+import { and, desc, eq } from 'drizzle-orm'
 import type { Db } from '../client.js'
 import { auditEvents } from '../schema.js'
-import { decodeCursor, toPage } from '../pagination.js'
+import { decodeCursor, olderThan, toPage } from '../pagination.js'
 
 export const AUDIT_TYPES = [
   'register', 'login', 'login_failed', 'logout', 'logout_all', 'refresh_reused', 'password_changed',
@@ -47,7 +47,7 @@ export async function listAuditEvents (db: Db, filter: AuditFilter, limit: numbe
     .where(and(
       filter.userId === undefined ? undefined : eq(auditEvents.userId, filter.userId),
       filter.type === undefined ? undefined : eq(auditEvents.type, filter.type),
-      after === undefined ? undefined : sql`(${auditEvents.at}, ${auditEvents.id}) < (${after.at.toISOString()}::timestamptz, ${after.id}::uuid)`
+      after === undefined ? undefined : olderThan(auditEvents.at, auditEvents.id, after.at.toISOString(), after.id)
     ))
     .orderBy(desc(auditEvents.at), desc(auditEvents.id))
     .limit(limit + 1)

@@ -1,7 +1,7 @@
 import { and, desc, eq, sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
 import { sessions, tasks } from '../schema.js'
-import { decodeCursor, toPage } from '../pagination.js'
+import { decodeCursor, olderThan, toPage } from '../pagination.js'
 import { SessionRevoked } from '../../errors.js'
 import { activeSession, prepareActiveSessionUser, type Caller } from './sessions.js'
 
@@ -40,7 +40,7 @@ export function prepareTaskQueries (db: Db) {
   // Keyset paging: rows strictly after the cursor in (created_at, id) order. Inserts made between
   // two page fetches land before the first page, so a walk never repeats or skips a row.
   const nextPage = db.select(publicTask).from(tasks)
-    .where(and(ownedByCaller, sql`(${tasks.createdAt}, ${tasks.id}) < (${sql.placeholder('cursorAt')}::timestamptz, ${sql.placeholder('cursorId')}::uuid)`))
+    .where(and(ownedByCaller, olderThan(tasks.createdAt, tasks.id, sql.placeholder('cursorAt'), sql.placeholder('cursorId'))))
     .orderBy(...newestFirst).limit(sql.placeholder('limit')).prepare('tasks_next_page')
   const one = db.select(publicTask).from(tasks).where(byIdForCaller).prepare('tasks_one')
   // insert … select from the live session: no live session, no row. Drizzle's insert-select wants

@@ -2,7 +2,7 @@ import { desc, eq, sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
 import { users, type Role } from '../schema.js'
 import { LastAdmin, sqlState, UsernameTaken } from '../../errors.js'
-import { decodeCursor, toPage } from '../pagination.js'
+import { decodeCursor, olderThan, toPage } from '../pagination.js'
 
 /** The columns a user may see. `password_hash` is never fetched unless a password is being checked. */
 export const publicUser = {
@@ -12,7 +12,8 @@ export const publicUser = {
   createdAt: users.createdAt,
 }
 
-export interface UserRow { id: string, username: string, role: Role, createdAt: Date }
+/** A user as the API shows it: exactly the columns of publicUser. */
+export type UserRow = Pick<typeof users.$inferSelect, keyof typeof publicUser>
 
 const UNIQUE_VIOLATION = '23505'
 
@@ -57,38 +58,35 @@ export async function setPasswordHash (db: Db, id: string, passwordHash: string)
 export async function listUsers (db: Db, limit: number, cursor: string | undefined) {
   const after = cursor === undefined ? undefined : decodeCursor(cursor)
   const rows = await db.select(publicUser).from(users)
-    .where(after === undefined ? undefined : sql`(${users.createdAt}, ${users.id}) < (${after.at.toISOString()}::timestamptz, ${after.id}::uuid)`)
+    .where(after === undefined ? undefined : olderThan(users.createdAt, users.id, after.at.toISOString(), after.id))
     .orderBy(desc(users.createdAt), desc(users.id))
     .limit(limit + 1)
   return toPage(rows, limit, (user) => ({ at: user.createdAt, id: user.id }))
 }
 
 /**
- * Runs `change` with every admin row locked, after checking that the admins left afterwards would
- * not be zero. Two admins demoting (or deleting) each other at the same moment take turns on the
- * lock, and the second finds itself the last admin.
+ * Locks every admin row, then checks that the admins left after the change would not be zero. Two
+ * admins demoting (or deleting) each other at the same moment take turns on the lock, and the
+ * second finds itself the last admin. `tx` must be the transaction the change runs in.
  */
-async function withAdminGuard<T> (db: Db, targetId: string, losesAdmin: boolean, change: (tx: Db) => Promise<T>): Promise<T> {
-  return db.transaction(async (tx) => {
-    const admins = await tx.select({ id: users.id }).from(users).where(eq(users.role, 'admin')).for('update')
-    if (losesAdmin && admins.length === 1 && admins[0]?.id === targetId) throw new LastAdmin()
-    return change(tx)
-  })
+async function guardLastAdmin (tx: Db, targetId: string, losesAdmin: boolean): Promise<void> {
+  const admins = await tx.select({ id: users.id }).from(users).where(eq(users.role, 'admin')).for('update')
+  if (losesAdmin && admins.length === 1 && admins[0]?.id === targetId) throw new LastAdmin()
 }
 
-export async function changeRole (db: Db, id: string, role: Role, audit: (tx: Db, user: UserRow) => Promise<void>) {
-  return withAdminGuard(db, id, role !== 'admin', async (tx) => {
-    const [user] = await tx.update(users).set({ role }).where(eq(users.id, id)).returning(publicUser)
-    if (user) await audit(tx, user)
-    return user
-  })
+/** Run it in a transaction (the caller's, which also records the audit event). */
+export async function changeRole (tx: Db, id: string, role: Role) {
+  await guardLastAdmin(tx, id, role !== 'admin')
+  const [user] = await tx.update(users).set({ role }).where(eq(users.id, id)).returning(publicUser)
+  return user
 }
 
-/** Deletes the user; the foreign keys cascade to their sessions (revoked at once) and tasks. */
-export async function deleteUser (db: Db, id: string, audit: (tx: Db, user: UserRow) => Promise<void>) {
-  return withAdminGuard(db, id, true, async (tx) => {
-    const [user] = await tx.delete(users).where(eq(users.id, id)).returning(publicUser)
-    if (user) await audit(tx, user)
-    return user
-  })
+/**
+ * Deletes the user; the foreign keys cascade to their sessions (revoked at once) and tasks. Run it
+ * in a transaction (the caller's, which also records the audit event).
+ */
+export async function deleteUser (tx: Db, id: string) {
+  await guardLastAdmin(tx, id, true)
+  const [user] = await tx.delete(users).where(eq(users.id, id)).returning(publicUser)
+  return user
 }
