@@ -32,6 +32,8 @@ export interface BuildAppOptions {
   fastify?: FastifyServerOptions
   /** Load-shedding thresholds; the defaults suit a server process. */
   pressure?: PressureOptions
+  /** Human-readable log lines (pino-pretty) instead of JSON: server.ts asks for them in development on a terminal. */
+  prettyLogs?: boolean
 }
 
 // What never reaches a log line: credentials in headers, cookies set, and any password in a body.
@@ -51,15 +53,24 @@ function newAjv (options: AjvOptions): Ajv {
  * CORS before anything can refuse a preflight, CSRF before any body is read, rate limits before any
  * password is hashed. Never listens: that is server.ts's job.
  */
-export async function buildApp ({ config, database, fastify = {}, pressure = {} }: BuildAppOptions): Promise<FastifyInstance> {
+export async function buildApp ({ config, database, fastify = {}, pressure = {}, prettyLogs = false }: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: { level: config.logLevel, redact: { paths: LOG_REDACTIONS, censor: '[redacted]' } },
+    logger: {
+      level: config.logLevel,
+      redact: { paths: LOG_REDACTIONS, censor: '[redacted]' },
+      // Redaction happens before the transport sees a line, so the pretty output hides the same.
+      ...(prettyLogs ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' } } } : {}),
+    },
     // X-Forwarded-For is believed only from the proxies named in TRUST_PROXY.
     trustProxy: config.trustProxy.length > 0 ? [...config.trustProxy] : false,
     bodyLimit: 1024 * 1024,
     // While draining after SIGTERM, a request that arrives on an open keep-alive connection is served
     // (the connection then closes) rather than refused with a 503: a rolling restart fails nothing.
     return503OnClosing: false,
+    // Fastify gives each plugin 10 s to start; opening the database can take longer on a first start
+    // (a new embedded database initialises for 10-20 s on a loaded 2-core machine, and a migration
+    // waits for another instance's lock). Its own connect timeouts still bound a database that is gone.
+    pluginTimeout: 120_000,
     // Fastify's default Ajv strips unknown fields silently; ours refuses them (`role` can never be
     // mass-assigned) and never coerces bodies ("1" is not a boolean). Query strings and params
     // arrive as text, so they are coerced.

@@ -10,6 +10,7 @@ import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator'
 import postgres from 'postgres'
 import { projectRoot } from '../paths.js'
+import { lockDataDir } from './data-dir-lock.js'
 import * as schema from './schema.js'
 
 /** One type for both drivers: the query builder is the same, only the wire differs. */
@@ -252,7 +253,15 @@ function openPostgres (url: string, poolSize: number): Database {
 async function openEmbedded (dataDir: string): Promise<Database> {
   const inMemory = dataDir.startsWith('memory://')
   if (!inMemory) await mkdir(dataDir, { recursive: true })
-  const client = await PGlite.create(inMemory ? undefined : join(dataDir, 'pglite'))
+  // One process at a time (see lockDataDir): a second one refuses here, before it reads anything.
+  const unlock = inMemory ? () => {} : lockDataDir(dataDir)
+  let client: PGlite
+  try {
+    client = await PGlite.create(inMemory ? undefined : join(dataDir, 'pglite'))
+  } catch (error) {
+    unlock()
+    throw error
+  }
   const db = drizzlePglite({ client, schema })
   return {
     db,
@@ -260,7 +269,13 @@ async function openEmbedded (dataDir: string): Promise<Database> {
     async ping () { await db.execute(sql`select 1`) },
     // PGlite is a single connection in a single process: nothing else can migrate at the same time.
     async migrate () { await migratePglite(db, { migrationsFolder: migrationsFolder() }) },
-    async close () { await client.close() },
+    async close () {
+      try {
+        await client.close()
+      } finally {
+        unlock()
+      }
+    },
   }
 }
 
