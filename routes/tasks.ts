@@ -45,7 +45,8 @@ const tasksRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 201: TaskEnvelope },
     },
   }, async (request, reply) => {
-    const task = await tasks.create(request.caller, request.body)
+    // The schema made sure something visible is left once the surrounding spaces go.
+    const task = await tasks.create(request.caller, { ...request.body, title: request.body.title.trim() })
     return reply.code(201).send({ task })
   })
 
@@ -71,7 +72,8 @@ const tasksRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: TaskEnvelope },
     },
   }, async (request) => {
-    const task = await tasks.update(request.caller, request.params.id, request.body)
+    const { title, ...rest } = request.body
+    const task = await tasks.update(request.caller, request.params.id, title === undefined ? rest : { ...rest, title: title.trim() })
     if (!task) throw new TaskNotFound()
     return { task }
   })

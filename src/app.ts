@@ -19,6 +19,7 @@ import tasksRoutes from '../routes/tasks.js'
 import usersRoutes from '../routes/users.js'
 import auditRoutes from '../routes/audit.js'
 import type { Config } from './config.js'
+import { validationError } from './validation-messages.js'
 import type { Database } from './db/client.js'
 
 // ajv-formats is CommonJS; under nodenext its default import is the module, whose `default` is the plugin.
@@ -43,7 +44,8 @@ export const LOG_REDACTIONS = [
 ]
 
 function newAjv (options: AjvOptions): Ajv {
-  const ajv = new Ajv({ useDefaults: true, allErrors: false, removeAdditional: false, ...options })
+  // verbose: each error carries its schema, so a message can list a union's choices.
+  const ajv = new Ajv({ useDefaults: true, allErrors: false, removeAdditional: false, verbose: true, ...options })
   addFormats(ajv)
   return ajv
 }
@@ -71,6 +73,8 @@ export async function buildApp ({ config, database, fastify = {}, pressure = {},
     // (a new embedded database initialises for 10-20 s on a loaded 2-core machine, and a migration
     // waits for another instance's lock). Its own connect timeouts still bound a database that is gone.
     pluginTimeout: 120_000,
+    // 400 messages that name the field and say the rule in words.
+    schemaErrorFormatter: validationError,
     // Fastify's default Ajv strips unknown fields silently; ours refuses them (`role` can never be
     // mass-assigned) and never coerces bodies ("1" is not a boolean). Query strings and params
     // arrive as text, so they are coerced.

@@ -7,13 +7,25 @@ export const DateTime = Type.Unsafe<Date>(Type.String({ format: 'date-time' }))
 
 // Postgres refuses NUL in text, so a string holding one is bad input (400), not a failed insert.
 const NO_NUL = '^[^\\u0000]*$'
+// A title must show something: at least one character that is neither white space nor invisible
+// (zero-width space and joiners, word joiner). Titles are trimmed before they are stored.
+// (A look-ahead anchored at the start, so matching stays linear in the length.)
+const VISIBLE_NO_NUL = '^(?![\\s\\u200B-\\u200D\\u2060]*$)[^\\u0000]*$'
+const USERNAME_PATTERN = '^[A-Za-z0-9_.-]+$'
+
+/** Each pattern's rule in words, for validation messages (a raw regex helps nobody). */
+export const PATTERN_RULES: ReadonlyMap<string, string> = new Map([
+  [NO_NUL, 'must not contain a NUL character'],
+  [VISIBLE_NO_NUL, 'must contain at least one visible character (and no NUL character)'],
+  [USERNAME_PATTERN, 'may hold only the letters A–Z and a–z, the digits 0–9, and _ . -'],
+])
 
 export const RoleSchema = Type.Union(ROLES.map((role) => Type.Literal(role)), { description: 'user or admin' })
 
 export const Username = Type.String({
   minLength: 3,
   maxLength: 32,
-  pattern: '^[A-Za-z0-9_.-]+$',
+  pattern: USERNAME_PATTERN,
   description: '3–32 of A–Z, a–z, 0–9, _ . -; unique regardless of case',
 })
 
@@ -23,7 +35,7 @@ export const Password = Type.String({
   description: `${PASSWORD_MIN_LENGTH}–${PASSWORD_MAX_LENGTH} characters, compared exactly as sent; not among the most common passwords`,
 })
 
-export const TaskTitle = Type.String({ minLength: 1, maxLength: 200, pattern: NO_NUL })
+export const TaskTitle = Type.String({ minLength: 1, maxLength: 200, pattern: VISIBLE_NO_NUL, description: '1–200 characters with at least one visible one; stored trimmed' })
 export const TaskDescription = Type.String({ maxLength: 5000, pattern: NO_NUL })
 
 export const Uuid = Type.String({ format: 'uuid' })

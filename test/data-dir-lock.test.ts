@@ -10,6 +10,10 @@ import { killServer, startServer } from './helpers/server-process.js'
 // The embedded database is one process's memory written back to DATA_DIR: a second process on the
 // same folder (the users CLI beside `npm start`) used to "succeed" and lose its change. One at a time.
 
+// Each case compiles or opens an embedded database from scratch in child processes: minutes on a
+// loaded 2-core machine, more than the suite's default per-file timeout.
+t.setTimeout(600_000)
+
 function tempDir (t: Test): string {
   const dir = mkdtempSync(join(tmpdir(), 'data-lock-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))

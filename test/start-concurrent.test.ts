@@ -9,6 +9,10 @@ import { freePort } from './helpers/server-process.js'
 
 // Two `npm start` from one checkout at the same moment: both must serve. A fresh copy of the
 // project (node_modules linked) so that both find the sources never built, the case that raced.
+// Each case compiles or opens an embedded database from scratch in child processes: minutes on a
+// loaded 2-core machine, more than the suite's default per-file timeout.
+t.setTimeout(600_000)
+
 const root = projectRoot()
 const checkout = mkdtempSync(join(tmpdir(), 'concurrent-start-'))
 t.teardown(() => rmSync(checkout, { recursive: true, force: true }))

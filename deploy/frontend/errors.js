@@ -34,7 +34,7 @@ const FIELD_MESSAGES = {
   password: 'A password needs 8 to 256 characters.',
   newPassword: 'The new password needs 8 to 256 characters.',
   currentPassword: 'Please enter your current password.',
-  title: 'A task needs a title of at most 200 characters.',
+  title: 'A task needs a title: up to 200 characters, and not only spaces.',
   description: 'A description can be at most 5,000 characters.',
   role: 'Please choose a valid role.',
 }
