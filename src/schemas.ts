@@ -66,3 +66,39 @@ export const signedIn = [{ cookieAuth: [] }, { bearerAuth: [] }]
 
 /** A keyset page of items: `nextCursor` is null on the last page. */
 export const Page = <T extends TSchema>(item: T) => Type.Object({ items: Type.Array(item), nextCursor: Type.Union([Type.String(), Type.Null()]) })
+
+/** Every failure's body (API.md: Fastify's error shape with a stable `code`). */
+export const ErrorBody = Type.Object({
+  statusCode: Type.Integer(),
+  error: Type.String(),
+  message: Type.String(),
+  code: Type.Optional(Type.String()),
+})
+
+const RETRY_AFTER = { 'Retry-After': { type: 'integer', description: 'seconds to wait before trying again' } }
+
+/**
+ * Documented failures for a route's `response`: status → the codes it may carry, in words. The body
+ * is `ErrorBody` (the same shape every failure has, so serialising through it changes nothing); 429
+ * and 503 name their Retry-After header. The generic ones (400 validation, 401 for signed-in routes,
+ * 403 CSRF on state changes, 429, 503) are added to every route by plugins/docs.ts; routes add theirs.
+ */
+export function failures (described: Record<number, string>): Record<number, TSchema> {
+  const responses: Record<number, TSchema> = {}
+  for (const [status, description] of Object.entries(described)) {
+    const code = Number(status)
+    responses[code] = Type.Object(ErrorBody.properties, {
+      description,
+      ...(code === 429 || code === 503 ? { headers: RETRY_AFTER } : {}),
+    })
+  }
+  return responses
+}
+
+/** A success answer that sets the auth cookies, documented as its Set-Cookie header. */
+export function settingCookies<T extends TSchema> (schema: T, cookies: string): T {
+  return { ...schema, headers: { 'Set-Cookie': { type: 'string', description: cookies } } }
+}
+
+/** OpenAPI security for a route that reads the refresh cookie (see plugins/docs.ts). */
+export const refreshCookie = [{ refreshCookie: [] }]

@@ -296,6 +296,8 @@ t.test('the example frontend on localhost works against the API on 127.0.0.1, an
     await screenshot(page, 'admin-users')
 
     await page.getByLabel('Role of bob').selectOption('admin')
+    t.equal((await userRow('bob'))!.role, 'user', 'picking a role only asks')
+    await page.getByRole('button', { name: 'Change role' }).click()
     await waitForText(notice(), 'bob is now an admin')
     t.equal((await userRow('bob'))!.role, 'admin', 'the new role is stored')
 
