@@ -2,7 +2,7 @@ import neostandard from 'neostandard'
 import drizzle from 'eslint-plugin-drizzle'
 
 export default [
-  ...neostandard({ ts: true, ignores: ['dist/**', 'drizzle/**', 'node_modules/**', '.tap/**', 'coverage/**', 'deploy/frontend/**'] }),
+  ...neostandard({ ts: true, ignores: ['dist/**', 'dist.*/**', 'drizzle/**', 'node_modules/**', '.tap/**', 'coverage/**', 'deploy/frontend/**'] }),
   {
     plugins: { drizzle },
     rules: {

@@ -25,4 +25,19 @@ export default fp(async (app) => {
     // answer to another.
     hook: 'onRequest',
   })
+
+  // A refused preflight fails silently in the browser (the page sees only a network error), so the
+  // log names the origin and the variable. Once a minute per origin: a flood of preflights from one
+  // page must not flood the log.
+  const lastLogged = new Map<string, number>()
+  app.addHook('onRequest', async (request) => {
+    const origin = request.headers.origin
+    if (request.method !== 'OPTIONS' || origin === undefined || allowed.has(origin)) return
+    if (request.headers['access-control-request-method'] === undefined) return
+    const now = Date.now()
+    if ((lastLogged.get(origin) ?? 0) > now - 60_000) return
+    if (lastLogged.size >= 1000) lastLogged.clear()
+    lastLogged.set(origin, now)
+    request.log.info({ origin }, `CORS: refused a preflight from ${origin}, which is not in CORS_ORIGINS`)
+  })
 }, { name: 'cors', dependencies: ['config'] })

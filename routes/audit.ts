@@ -1,6 +1,6 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { AUDIT_TYPES, listAuditEvents } from '../src/db/queries/audit.js'
-import { DateTime, Page, PageQuery, signedIn, Uuid } from '../src/schemas.js'
+import { failures, DateTime, Page, PageQuery, signedIn, Uuid } from '../src/schemas.js'
 
 const AuditEvent = Type.Object({
   id: Uuid,
@@ -24,7 +24,7 @@ const auditRoutes: FastifyPluginAsyncTypebox = async (app) => {
         userId: Type.Optional(Uuid),
         type: Type.Optional(Type.Union(AUDIT_TYPES.map((type) => Type.Literal(type)))),
       }, { additionalProperties: false }),
-      response: { 200: Page(AuditEvent) },
+      response: { 200: Page(AuditEvent), ...failures({ 403: '`FORBIDDEN_ROLE`: admins only' }) },
     },
   }, async (request) => {
     const { limit, cursor, userId, type } = request.query

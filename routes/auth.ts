@@ -10,7 +10,10 @@ import {
   BadCredentials, CommonPassword, RefreshInvalid, RefreshReused, SamePassword, SessionNotFound, WrongPassword,
 } from '../src/errors.js'
 import { hashPassword, isCommonPassword, PASSWORD_MAX_LENGTH, spendDecoyVerification, verifyPassword } from '../src/passwords.js'
-import { Credentials, DateTime, IdParams, NoContent, Password, signedIn, UserEnvelope } from '../src/schemas.js'
+import { Credentials, DateTime, failures, IdParams, NoContent, Password, refreshCookie, settingCookies, signedIn, UserEnvelope } from '../src/schemas.js'
+
+// How the OpenAPI document names the cookies that sign-in sets and sign-out clears.
+const SIGNED_IN_COOKIES = 'the access cookie (`__Host-access_token`) and the refresh cookie (`__Secure-refresh_token`; both without the prefix when COOKIE_SECURE=false), HttpOnly'
 
 const Session = Type.Object({
   id: Type.String({ format: 'uuid' }),
@@ -58,7 +61,13 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['auth'],
       summary: 'Create an account (role user)',
       body: Credentials,
-      response: { 201: UserEnvelope },
+      response: {
+        201: UserEnvelope,
+        ...failures({
+          400: '`FST_ERR_VALIDATION` (username 3–32 of A–Z a–z 0–9 _ . -, password 8–256 characters, no other field) or `PASSWORD_TOO_COMMON`',
+          409: '`USERNAME_TAKEN`: the name is taken, whatever its case',
+        }),
+      },
     },
   }, async (request, reply) => {
     const { username, password } = request.body
@@ -78,7 +87,10 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['auth'],
       summary: 'Sign in: sets the access and refresh cookies',
       body: Credentials,
-      response: { 200: UserEnvelope },
+      response: {
+        200: settingCookies(UserEnvelope, `Sets ${SIGNED_IN_COOKIES}`),
+        ...failures({ 401: '`BAD_CREDENTIALS`: the same answer for an unknown user and a wrong password' }),
+      },
     },
   }, async (request, reply) => {
     const user = await checkCredentials(request, request.body.username, request.body.password)
@@ -106,6 +118,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
           token_type: Type.Literal('Bearer'),
           expires_in: Type.Integer({ description: 'seconds' }),
         }),
+        ...failures({ 401: '`BAD_CREDENTIALS`: the same answer for an unknown user and a wrong password' }),
       },
     },
   }, async (request) => {
@@ -125,7 +138,13 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['auth'],
       summary: 'Rotate the refresh cookie and issue a new access cookie',
-      response: { 200: UserEnvelope },
+      security: refreshCookie,
+      response: {
+        200: settingCookies(UserEnvelope, `Rotates ${SIGNED_IN_COOKIES} (within the reuse grace: a new access cookie only)`),
+        ...failures({
+          401: '`REFRESH_INVALID` (missing, unknown or expired refresh cookie, or the session is over SESSION_MAX_AGE) or `REFRESH_REUSED` (an already rotated token: the session is revoked)',
+        }),
+      },
     },
   }, async (request, reply) => {
     const presented = request.cookies[config.refreshCookieName]
@@ -160,7 +179,12 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.post('/logout', {
     preHandler: app.tokenRequired(),
-    schema: { tags: ['auth'], summary: 'Sign out: this session is revoked', security: signedIn, response: { 204: NoContent } },
+    schema: {
+      tags: ['auth'],
+      summary: 'Sign out: this session is revoked',
+      security: signedIn,
+      response: { 204: settingCookies(NoContent, `Clears ${SIGNED_IN_COOKIES}`) },
+    },
   }, async (request, reply) => {
     const { id, sessionId } = request.user
     await app.db.transaction(async (tx) => {
@@ -173,7 +197,12 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.post('/logout-all', {
     preHandler: app.tokenRequired(),
-    schema: { tags: ['auth'], summary: 'Sign out everywhere', security: signedIn, response: { 204: NoContent } },
+    schema: {
+      tags: ['auth'],
+      summary: 'Sign out everywhere',
+      security: signedIn,
+      response: { 204: settingCookies(NoContent, `Clears ${SIGNED_IN_COOKIES}`) },
+    },
   }, async (request, reply) => {
     const { id } = request.user
     await app.db.transaction(async (tx) => {
@@ -204,7 +233,10 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Revoke one of the caller\'s sessions',
       security: signedIn,
       params: IdParams,
-      response: { 204: NoContent },
+      response: {
+        204: settingCookies(NoContent, `Clears ${SIGNED_IN_COOKIES} when the session revoked is this one`),
+        ...failures({ 404: '`SESSION_NOT_FOUND`: no active session of yours has this id' }),
+      },
     },
   }, async (request, reply) => {
     const { id: userId, sessionId: currentSessionId } = request.user
@@ -236,7 +268,13 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
         currentPassword: Type.String({ minLength: 1, maxLength: PASSWORD_MAX_LENGTH }),
         newPassword: Password,
       }, { additionalProperties: false }),
-      response: { 204: NoContent },
+      response: {
+        204: NoContent,
+        ...failures({
+          400: '`FST_ERR_VALIDATION`, `PASSWORD_TOO_COMMON` or `PASSWORD_UNCHANGED`',
+          401: '`BAD_CREDENTIALS` (the current password is wrong), or the session ones: `TOKEN_MISSING`, `TOKEN_INVALID`, `TOKEN_EXPIRED`, `SESSION_REVOKED`',
+        }),
+      },
     },
   }, async (request, reply) => {
     const { currentPassword, newPassword } = request.body

@@ -1,7 +1,10 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { prepareTaskQueries } from '../src/db/queries/tasks.js'
 import { TaskNotFound } from '../src/errors.js'
-import { DateTime, IdParams, NoContent, Page, PageQuery, signedIn, TaskDescription, TaskTitle, Uuid } from '../src/schemas.js'
+import { DateTime, failures, IdParams, NoContent, Page, PageQuery, signedIn, TaskDescription, TaskTitle, Uuid } from '../src/schemas.js'
+
+// Another user's task is simply not found: the same answer as a task that does not exist.
+const TASK_NOT_FOUND = { 404: '`TASK_NOT_FOUND`: no task of yours has this id' }
 
 const Task = Type.Object({
   id: Uuid,
@@ -45,12 +48,13 @@ const tasksRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 201: TaskEnvelope },
     },
   }, async (request, reply) => {
-    const task = await tasks.create(request.caller, request.body)
+    // The schema made sure something visible is left once the surrounding spaces go.
+    const task = await tasks.create(request.caller, { ...request.body, title: request.body.title.trim() })
     return reply.code(201).send({ task })
   })
 
   app.get('/:id', {
-    schema: { tags: ['tasks'], summary: 'One of your tasks', security: signedIn, params: IdParams, response: { 200: TaskEnvelope } },
+    schema: { tags: ['tasks'], summary: 'One of your tasks', security: signedIn, params: IdParams, response: { 200: TaskEnvelope, ...failures(TASK_NOT_FOUND) } },
   }, async (request) => {
     const task = await tasks.get(request.caller, request.params.id)
     if (!task) throw new TaskNotFound()
@@ -68,16 +72,17 @@ const tasksRoutes: FastifyPluginAsyncTypebox = async (app) => {
         description: Type.Optional(TaskDescription),
         done: Type.Optional(Type.Boolean()),
       }, { additionalProperties: false, minProperties: 1 }),
-      response: { 200: TaskEnvelope },
+      response: { 200: TaskEnvelope, ...failures(TASK_NOT_FOUND) },
     },
   }, async (request) => {
-    const task = await tasks.update(request.caller, request.params.id, request.body)
+    const { title, ...rest } = request.body
+    const task = await tasks.update(request.caller, request.params.id, title === undefined ? rest : { ...rest, title: title.trim() })
     if (!task) throw new TaskNotFound()
     return { task }
   })
 
   app.delete('/:id', {
-    schema: { tags: ['tasks'], summary: 'Delete one of your tasks', security: signedIn, params: IdParams, response: { 204: NoContent } },
+    schema: { tags: ['tasks'], summary: 'Delete one of your tasks', security: signedIn, params: IdParams, response: { 204: NoContent, ...failures(TASK_NOT_FOUND) } },
   }, async (request, reply) => {
     if (!await tasks.remove(request.caller, request.params.id)) throw new TaskNotFound()
     return reply.code(204).send(null)

@@ -2,7 +2,11 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import { revokeAllSessions } from '../src/db/queries/sessions.js'
 import { changeRole, deleteUser, findUserById, listUsers } from '../src/db/queries/users.js'
 import { UserNotFound } from '../src/errors.js'
-import { IdParams, NoContent, Page, PageQuery, RoleSchema, signedIn, UserEnvelope, UserSchema } from '../src/schemas.js'
+import { failures, IdParams, NoContent, Page, PageQuery, RoleSchema, signedIn, UserEnvelope, UserSchema } from '../src/schemas.js'
+
+const ADMINS_ONLY = { 403: '`FORBIDDEN_ROLE`: admins only (or `CSRF_ORIGIN` on a state change from a foreign origin)' }
+const NOT_FOUND = { 404: '`USER_NOT_FOUND`: no such user (a non-admin asking for someone else gets this too)' }
+const LAST_ADMIN = { 409: '`LAST_ADMIN`: this would leave no admin' }
 
 const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const adminOnly = app.tokenRequired(['admin'])
@@ -15,13 +19,13 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Every user, newest first (admin)',
       security: signedIn,
       querystring: Type.Object(PageQuery, { additionalProperties: false }),
-      response: { 200: Page(UserSchema) },
+      response: { 200: Page(UserSchema), ...failures(ADMINS_ONLY) },
     },
   }, async (request) => listUsers(app.db, request.query.limit, request.query.cursor))
 
   app.get('/:id', {
     preHandler: anyUser,
-    schema: { tags: ['users'], summary: 'One user (admin, or that user)', security: signedIn, params: IdParams, response: { 200: UserEnvelope } },
+    schema: { tags: ['users'], summary: 'One user (admin, or that user)', security: signedIn, params: IdParams, response: { 200: UserEnvelope, ...failures(NOT_FOUND) } },
   }, async (request) => {
     const { id } = request.params
     // Someone else's account is "not found" to a non-admin: a 403 would confirm that it exists.
@@ -39,7 +43,7 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
       security: signedIn,
       params: IdParams,
       body: Type.Object({ role: RoleSchema }, { additionalProperties: false }),
-      response: { 200: UserEnvelope },
+      response: { 200: UserEnvelope, ...failures({ ...ADMINS_ONLY, ...NOT_FOUND, ...LAST_ADMIN }) },
     },
   }, async (request) => {
     const { role } = request.body
@@ -59,7 +63,7 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Delete a user with their tasks and sessions (admin, or that user)',
       security: signedIn,
       params: IdParams,
-      response: { 204: NoContent },
+      response: { 204: NoContent, ...failures({ ...NOT_FOUND, ...LAST_ADMIN }) },
     },
   }, async (request, reply) => {
     const { id } = request.params
@@ -82,7 +86,7 @@ const usersRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'End every session of a user (admin)',
       security: signedIn,
       params: IdParams,
-      response: { 204: NoContent },
+      response: { 204: NoContent, ...failures({ ...ADMINS_ONLY, ...NOT_FOUND }) },
     },
   }, async (request, reply) => {
     const { id } = request.params

@@ -23,6 +23,7 @@ import usersRoutes from '../routes/users.js'
 import auditRoutes from '../routes/audit.js'
 import metricsRoutes from '../routes/metrics.js'
 import type { Config } from './config.js'
+import { validationError } from './validation-messages.js'
 import type { Database } from './db/client.js'
 
 // ajv-formats is CommonJS; under nodenext its default import is the module, whose `default` is the plugin.
@@ -40,6 +41,8 @@ export interface BuildAppOptions {
   logLevel?: string
   /** Load-shedding thresholds; the defaults suit a server process. */
   pressure?: PressureOptions
+  /** Human-readable log lines (pino-pretty) instead of JSON: server.ts asks for them in development on a terminal. */
+  prettyLogs?: boolean
 }
 
 // What never reaches a log line: credentials in headers, cookies set, and any password in a body.
@@ -49,7 +52,8 @@ const LOG_REDACTIONS = [
 ]
 
 function newAjv (options: AjvOptions): Ajv {
-  const ajv = new Ajv({ useDefaults: true, allErrors: false, removeAdditional: false, ...options })
+  // verbose: each error carries its schema, so a message can list a union's choices.
+  const ajv = new Ajv({ useDefaults: true, allErrors: false, removeAdditional: false, verbose: true, ...options })
   addFormats(ajv)
   return ajv
 }
@@ -59,12 +63,14 @@ function newAjv (options: AjvOptions): Ajv {
  * CORS before anything can refuse a preflight, CSRF before any body is read, rate limits before any
  * password is hashed. Never listens: that is server.ts's job.
  */
-export async function buildApp ({ config, database, fastify = {}, pressure = {}, logStream, logLevel }: BuildAppOptions): Promise<FastifyInstance> {
+export async function buildApp ({ config, database, fastify = {}, pressure = {}, logStream, logLevel, prettyLogs = false }: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: {
       level: logLevel ?? config.logLevel,
       redact: { paths: LOG_REDACTIONS, censor: '[redacted]' },
       ...(logStream === undefined ? {} : { stream: logStream }),
+      // Redaction happens before the transport sees a line, so the pretty output hides the same.
+      ...(prettyLogs && logStream === undefined ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' } } } : {}),
     },
     // X-Forwarded-For is believed only from the proxies named in TRUST_PROXY.
     trustProxy: config.trustProxy.length > 0 ? [...config.trustProxy] : false,
@@ -74,6 +80,12 @@ export async function buildApp ({ config, database, fastify = {}, pressure = {},
     return503OnClosing: false,
     // With tracing on, plugins/tracing.ts writes these two lines itself, once the trace id is known.
     logController: new LogController({ disableRequestLogging: config.otelEndpoint !== undefined }),
+    // Fastify gives each plugin 10 s to start; opening the database can take longer on a first start
+    // (a new embedded database initialises for 10-20 s on a loaded 2-core machine, and a migration
+    // waits for another instance's lock). Its own connect timeouts still bound a database that is gone.
+    pluginTimeout: 120_000,
+    // 400 messages that name the field and say the rule in words.
+    schemaErrorFormatter: validationError,
     // Fastify's default Ajv strips unknown fields silently; ours refuses them (`role` can never be
     // mass-assigned) and never coerces bodies ("1" is not a boolean). Query strings and params
     // arrive as text, so they are coerced.

@@ -82,8 +82,15 @@ function readList (env: Env, name: string, fallback: readonly string[]): string[
   return raw.split(',').map((item) => item.trim()).filter((item) => item !== '')
 }
 
-function readOrigins (env: Env): string[] {
-  const origins = readList(env, 'CORS_ORIGINS', ['http://localhost:4100', 'http://127.0.0.1:4100'])
+/** The origins of the example frontend that development serves on FRONTEND_PORT (both loopback names). */
+export function frontendOrigins (frontendPort: number): string[] {
+  return [`http://localhost:${frontendPort}`, `http://127.0.0.1:${frontendPort}`]
+}
+
+function readOrigins (env: Env, frontendPort: number): string[] {
+  // By default the example frontend's own origins, wherever FRONTEND_PORT puts it (4100 when it is off,
+  // for `npm run frontend` on its default port).
+  const origins = readList(env, 'CORS_ORIGINS', frontendOrigins(frontendPort === 0 ? 4100 : frontendPort))
   for (const origin of origins) {
     // Origins are compared as exact strings, so each must already be in the form a browser sends.
     let parsed: URL
@@ -210,6 +217,8 @@ export function loadConfig (env: Env = process.env): Config {
   const redisUrl = env.REDIS_URL || undefined
   if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) throw new ConfigError('REDIS_URL', 'must be a redis:// or rediss:// URL')
 
+  const frontendPort = readInteger(env, 'FRONTEND_PORT', 4100, 0, 65_535)
+
   const config: Config = {
     isProduction,
     port: readInteger(env, 'PORT', 8086, 0, 65_535),
@@ -219,7 +228,7 @@ export function loadConfig (env: Env = process.env): Config {
     dataDir,
     jwtSecret: readSecret(env, isProduction, dataDir),
     jwtPreviousSecrets: readPreviousSecrets(env),
-    corsOrigins: readOrigins(env),
+    corsOrigins: readOrigins(env, frontendPort),
     cookieSecure,
     cookiePartitioned: cookieSecure && readBoolean(env, 'COOKIE_PARTITIONED', true),
     trustProxy: readList(env, 'TRUST_PROXY', []),
@@ -233,7 +242,7 @@ export function loadConfig (env: Env = process.env): Config {
     redisUrl,
     rateLimitAllowList: readList(env, 'RATE_LIMIT_ALLOWLIST', []),
     docs: readBoolean(env, 'DOCS', true),
-    frontendPort: readInteger(env, 'FRONTEND_PORT', 4100, 0, 65_535),
+    frontendPort,
     logLevel,
     // `__Host-` pins the cookie to this host, path / and Secure; `__Secure-` requires Secure. Both
     // prefixes need Secure, so plain-HTTP development drops them.

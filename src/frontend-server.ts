@@ -1,16 +1,31 @@
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import fastifyStatic from '@fastify/static'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
+import { configScript, indexHtml, pageCsp, type ApiLocation } from './frontend-config.js'
 import { projectRoot } from './paths.js'
+
+export const frontendRoot = () => join(projectRoot(), 'deploy', 'frontend')
 
 /**
  * Serves the example frontend (deploy/frontend/, plain static files) on its own origin, so that a
  * newcomer can click through the cross-origin setup at once. Development only: in production Nginx
- * serves these files.
+ * serves these files. The two files that say where the API is, config.js and index.html's CSP, are
+ * generated from `api`, so the page follows PORT and HOST.
  */
-export async function startFrontend (port: number, host: string): Promise<FastifyInstance> {
+export async function startFrontend (port: number, host: string, api: ApiLocation): Promise<FastifyInstance> {
   const app = Fastify({ logger: false })
-  await app.register(fastifyStatic, { root: join(projectRoot(), 'deploy', 'frontend') })
+  const page = indexHtml(readFileSync(join(frontendRoot(), 'index.html'), 'utf8'), api)
+  const script = configScript(api)
+  const sendPage = async (_request: unknown, reply: FastifyReply) => reply
+    .header('content-security-policy', pageCsp(api))
+    .header('cache-control', 'no-cache')
+    .type('text/html; charset=utf-8')
+    .send(page)
+  app.get('/', sendPage)
+  app.get('/index.html', sendPage)
+  app.get('/config.js', async (_request, reply) => reply.header('cache-control', 'no-cache').type('text/javascript; charset=utf-8').send(script))
+  await app.register(fastifyStatic, { root: frontendRoot(), index: false, wildcard: true })
   await app.listen({ port, host })
   return app
 }

@@ -8,13 +8,25 @@ export const DateTime = Type.Unsafe<Date>(Type.String({ format: 'date-time' }))
 
 // Postgres refuses NUL in text, so a string holding one is bad input (400), not a failed insert.
 const NO_NUL = '^[^\\u0000]*$'
+// A title must show something: at least one character that is neither white space nor invisible
+// (zero-width space and joiners, word joiner). Titles are trimmed before they are stored.
+// (A look-ahead anchored at the start, so matching stays linear in the length.)
+const VISIBLE_NO_NUL = '^(?![\\s\\u200B-\\u200D\\u2060]*$)[^\\u0000]*$'
+const USERNAME_PATTERN = `^[${USERNAME_CHARACTERS}]+$`
+
+/** Each pattern's rule in words, for validation messages (a raw regex helps nobody). */
+export const PATTERN_RULES: ReadonlyMap<string, string> = new Map([
+  [NO_NUL, 'must not contain a NUL character'],
+  [VISIBLE_NO_NUL, 'must contain at least one visible character (and no NUL character)'],
+  [USERNAME_PATTERN, 'may hold only the letters A–Z and a–z, the digits 0–9, and _ . -'],
+])
 
 export const RoleSchema = Type.Union(ROLES.map((role) => Type.Literal(role)), { description: 'user or admin' })
 
 export const Username = Type.String({
   minLength: USERNAME_MIN_LENGTH,
   maxLength: USERNAME_MAX_LENGTH,
-  pattern: `^[${USERNAME_CHARACTERS}]+$`,
+  pattern: USERNAME_PATTERN,
   description: `${USERNAME_RULE_IN_WORDS}; unique regardless of case`,
 })
 
@@ -24,7 +36,7 @@ export const Password = Type.String({
   description: `${PASSWORD_MIN_LENGTH}–${PASSWORD_MAX_LENGTH} characters, compared exactly as sent; not among the most common passwords`,
 })
 
-export const TaskTitle = Type.String({ minLength: 1, maxLength: 200, pattern: NO_NUL })
+export const TaskTitle = Type.String({ minLength: 1, maxLength: 200, pattern: VISIBLE_NO_NUL, description: '1–200 characters with at least one visible one; stored trimmed' })
 export const TaskDescription = Type.String({ maxLength: 5000, pattern: NO_NUL })
 
 export const Uuid = Type.String({ format: 'uuid' })
@@ -55,3 +67,39 @@ export const signedIn = [{ cookieAuth: [] }, { bearerAuth: [] }]
 
 /** A keyset page of items: `nextCursor` is null on the last page. */
 export const Page = <T extends TSchema>(item: T) => Type.Object({ items: Type.Array(item), nextCursor: Type.Union([Type.String(), Type.Null()]) })
+
+/** Every failure's body (API.md: Fastify's error shape with a stable `code`). */
+export const ErrorBody = Type.Object({
+  statusCode: Type.Integer(),
+  error: Type.String(),
+  message: Type.String(),
+  code: Type.Optional(Type.String()),
+})
+
+const RETRY_AFTER = { 'Retry-After': { type: 'integer', description: 'seconds to wait before trying again' } }
+
+/**
+ * Documented failures for a route's `response`: status → the codes it may carry, in words. The body
+ * is `ErrorBody` (the same shape every failure has, so serialising through it changes nothing); 429
+ * and 503 name their Retry-After header. The generic ones (400 validation, 401 for signed-in routes,
+ * 403 CSRF on state changes, 429, 503) are added to every route by plugins/docs.ts; routes add theirs.
+ */
+export function failures (described: Record<number, string>): Record<number, TSchema> {
+  const responses: Record<number, TSchema> = {}
+  for (const [status, description] of Object.entries(described)) {
+    const code = Number(status)
+    responses[code] = Type.Object(ErrorBody.properties, {
+      description,
+      ...(code === 429 || code === 503 ? { headers: RETRY_AFTER } : {}),
+    })
+  }
+  return responses
+}
+
+/** A success answer that sets the auth cookies, documented as its Set-Cookie header. */
+export function settingCookies<T extends TSchema> (schema: T, cookies: string): T {
+  return { ...schema, headers: { 'Set-Cookie': { type: 'string', description: cookies } } }
+}
+
+/** OpenAPI security for a route that reads the refresh cookie (see plugins/docs.ts). */
+export const refreshCookie = [{ refreshCookie: [] }]

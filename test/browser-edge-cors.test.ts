@@ -1,5 +1,5 @@
 import t from 'tap'
-import { buildTestApp } from './helpers/app.js'
+import { buildTestApp, LogCapture } from './helpers/app.js'
 
 const app = await buildTestApp(t, {}, { env: { CORS_ORIGINS: 'https://app.example.com,http://localhost:4100' } })
 
@@ -57,4 +57,17 @@ t.test('the wildcard is never sent', async (t) => {
   for (const origin of ['*', 'https://app.example.com']) {
     t.not((await app.inject({ url: '/api/health', headers: { origin } })).headers['access-control-allow-origin'], '*')
   }
+})
+
+t.test('a refused preflight is logged at info with its origin and the variable to change', async (t) => {
+  const logs = new LogCapture()
+  const logged = await buildTestApp(t, {}, { logs })
+  const refused = await logged.inject({
+    method: 'OPTIONS', url: '/api/tasks', headers: { origin: 'http://localhost:4200', 'access-control-request-method': 'POST' },
+  })
+  t.equal(refused.headers['access-control-allow-origin'], undefined)
+  const line = logs.lines.map((text) => JSON.parse(text) as { level: number, msg: string, origin?: string }).find((entry) => entry.origin !== undefined)
+  t.match(line, { level: 30, origin: 'http://localhost:4200', msg: /refused a preflight from http:\/\/localhost:4200.*CORS_ORIGINS/ })
+  await logged.inject({ method: 'OPTIONS', url: '/api/tasks', headers: { origin: 'http://localhost:4100', 'access-control-request-method': 'POST' } })
+  t.notOk(logs.text.includes('http://localhost:4100'), 'an allowed origin is not logged')
 })

@@ -3,7 +3,12 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
+import { createServer, type AddressInfo } from 'node:net'
 import { ConfigError, loadConfig } from '../src/config.js'
+import { freePort } from './helpers/server-process.js'
+
+// Several cases start the real server in a child process: slow on a loaded 2-core machine.
+t.setTimeout(600_000)
 
 const STRONG = 'x'.repeat(32)
 
@@ -122,4 +127,51 @@ t.test('the server refuses to start in production without a secret, with one cle
   t.equal(status, 1)
   t.match(stderr.trim(), /^Invalid configuration: JWT_SECRET is required when NODE_ENV=production/)
   t.equal(stderr.trim().split('\n').length, 1)
+})
+
+t.test('CORS_ORIGINS defaults to the example frontend\'s own origins, wherever FRONTEND_PORT puts it', async (t) => {
+  t.same(loadConfig({ DATA_DIR: 'memory://', FRONTEND_PORT: '4300' }).corsOrigins, ['http://localhost:4300', 'http://127.0.0.1:4300'])
+  t.same(loadConfig({ DATA_DIR: 'memory://', FRONTEND_PORT: '0' }).corsOrigins, ['http://localhost:4100', 'http://127.0.0.1:4100'], 'no frontend: `npm run frontend`\'s default')
+  t.same(loadConfig({ DATA_DIR: 'memory://', FRONTEND_PORT: '4300', CORS_ORIGINS: 'https://app.example.com' }).corsOrigins, ['https://app.example.com'], 'an explicit list is kept as given')
+})
+
+/** `src/server.ts` with `env`: its exit status and what it wrote to stderr. */
+function startFails (env: Record<string, string>): { status: number, stderr: string } {
+  try {
+    execFileSync(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+      env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', FRONTEND_PORT: '0', DATA_DIR: 'memory://', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
+    })
+    return { status: 0, stderr: '' }
+  } catch (error) {
+    return { status: (error as { status: number }).status, stderr: String((error as { stderr: Buffer }).stderr).trim() }
+  }
+}
+
+t.test('a start that cannot reach its database or port stops with one line naming the cause and the fix', async (t) => {
+  const blocker = createServer()
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => blocker.close(() => resolve())))
+  const takenPort = String((blocker.address() as AddressInfo).port)
+  const closedPort = String(await freePort())
+  const cases: Array<[string, Record<string, string>, RegExp]> = [
+    // The port is checked before the database: no database is even tried here.
+    ['a taken port', { PORT: takenPort, DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' }, new RegExp(`^Cannot start: port ${takenPort} on 127.0.0.1 is already in use.*set PORT$`)],
+    ['a refused connection', { PORT: '0', DATABASE_URL: `postgres://postgres@127.0.0.1:${closedPort}/x` }, /^Cannot start: nothing accepts connections at 127\.0\.0\.1:\d+\/x; start Postgres, or fix the host and port in DATABASE_URL$/],
+  ]
+  if (process.env.TEST_DATABASE_URL) {
+    const missing = new URL(process.env.TEST_DATABASE_URL)
+    missing.pathname = '/no_such_database_h13'
+    cases.push(['a database that does not exist', { PORT: '0', DATABASE_URL: missing.toString() }, /^Cannot start: the database .*no_such_database_h13 does not exist; create it first \(`createdb no_such_database_h13`/])
+    const tls = new URL(process.env.TEST_DATABASE_URL)
+    tls.searchParams.set('sslmode', 'require')
+    cases.push(['TLS asked of a server without it', { PORT: '0', DATABASE_URL: tls.toString() }, /^Cannot start: .*TLS.*sslmode/])
+  }
+  for (const [label, env, expected] of cases) {
+    const { status, stderr } = startFails(env)
+    t.equal(status, 1, `${label}: exit 1`)
+    t.match(stderr, expected, label)
+    t.equal(stderr.split('\n').length, 1, `${label}: one line, no stack`)
+  }
 })

@@ -5,7 +5,7 @@ import type { BrowserContext, Page, Route } from 'playwright-core'
 import { auditEvents, refreshTokens, sessions, tasks, users } from '../src/db/schema.js'
 import { promote, STRONG_PASSWORD } from './helpers/app.js'
 import {
-  API_ORIGIN, CHROMIUM, FRONTEND_URL, hasChromium, launchChromium, newProfile, screenshot, signInThroughForm,
+  CHROMIUM, hasChromium, launchChromium, newProfile, screenshot, signInThroughForm,
   startHostileSite, startStack, textOf, waitForText, watchForPageErrors, type SeenRequest,
 } from './helpers/e2e-browser.js'
 
@@ -16,8 +16,8 @@ const PAST_EXPIRY_MS = ACCESS_TOKEN_TTL * 1000 + 600
 
 const skip = hasChromium() ? false : `${CHROMIUM} is not installed (apt-get install chromium; .ci/run does it)`
 
-t.test('the example frontend on localhost:4100 works against the API on 127.0.0.1:8086, another site', { skip }, async (t) => {
-  const { app, seen } = await startStack(t, { accessTokenTtl: ACCESS_TOKEN_TTL })
+t.test('the example frontend on localhost works against the API on 127.0.0.1, another site', { skip }, async (t) => {
+  const { app, seen, apiOrigin, frontendUrl, mirrorFrontendUrl } = await startStack(t, { accessTokenTtl: ACCESS_TOKEN_TTL })
   const browser = await launchChromium(t)
   const alice = { username: 'alice', password: STRONG_PASSWORD, id: '' }
   const newPassword = 'copper-Lantern-77-drift'
@@ -37,7 +37,7 @@ t.test('the example frontend on localhost:4100 works against the API on 127.0.0.
     app.db.select().from(sessions).where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt)))
 
   await t.test('a visitor registers, is told in plain words what went wrong, and lands on an empty task list', async (t) => {
-    await page.goto(FRONTEND_URL)
+    await page.goto(frontendUrl)
     await page.getByRole('heading', { name: 'Sign in' }).waitFor()
     await screenshot(page, 'sign-in')
 
@@ -66,13 +66,13 @@ t.test('the example frontend on localhost:4100 works against the API on 127.0.0.
 
     const other = await newProfile(browser)
     const second = await other.newPage()
-    await second.goto(`${FRONTEND_URL}#/register`)
+    await second.goto(`${frontendUrl}#/register`)
     await second.getByLabel('Username').fill('ALICE')
     await second.getByLabel('Password', { exact: true }).fill(alice.password)
     await second.getByLabel('Repeat password').fill(alice.password)
     await second.getByRole('button', { name: 'Create account' }).click()
     t.match(await waitForText(second.getByRole('alert'), 'taken'), /already taken/, 'a taken name, whatever its case')
-    await second.goto(`${FRONTEND_URL}#/sign-in`)
+    await second.goto(`${frontendUrl}#/sign-in`)
     await second.getByLabel('Username').fill(alice.username)
     await second.getByLabel('Password').fill('not-her-password')
     await second.getByRole('button', { name: 'Sign in' }).click()
@@ -168,7 +168,7 @@ t.test('the example frontend on localhost:4100 works against the API on 127.0.0.
   await t.test('two tabs whose access tokens expired refresh at the same moment, and both stay signed in', async (t) => {
     const otherTab = await profile.newPage()
     const otherTabProblems = watchForPageErrors(otherTab)
-    await otherTab.goto(FRONTEND_URL)
+    await otherTab.goto(frontendUrl)
     await otherTab.getByRole('heading', { name: 'My tasks' }).waitFor()
     await sleep(PAST_EXPIRY_MS)
 
@@ -177,7 +177,7 @@ t.test('the example frontend on localhost:4100 works against the API on 127.0.0.
     const held: Route[] = []
     let releaseBoth = () => {}
     const bothHeld = new Promise<void>((resolve) => { releaseBoth = resolve })
-    await profile.route(`${API_ORIGIN}/api/auth/refresh`, async (route) => {
+    await profile.route(`${apiOrigin}/api/auth/refresh`, async (route) => {
       held.push(route)
       if (held.length === 2) releaseBoth()
       await bothHeld
@@ -233,7 +233,7 @@ t.test('the example frontend on localhost:4100 works against the API on 127.0.0.
     ['on another site (127.0.0.2)', '127.0.0.2', '127.0.0.2', false],
   ] as const) {
     await t.test(`a page on another origin ${label}, in the same browser, can neither read, write nor sign the user out`, async (t) => {
-      const hostile = await startHostileSite(t, host, listenAddress)
+      const hostile = await startHostileSite(t, apiOrigin, host, listenAddress)
       const tasksBefore = await taskRows()
       const [session] = await activeSessions()
       const evil = await profile.newPage()
@@ -263,7 +263,7 @@ t.test('the example frontend on localhost:4100 works against the API on 127.0.0.
       }
       t.same(await taskRows(), tasksBefore, 'no task was created')
 
-      const navigation = evil.waitForResponse(`${API_ORIGIN}/api/auth/logout`)
+      const navigation = evil.waitForResponse(`${apiOrigin}/api/auth/logout`)
       await evil.getByRole('button', { name: 'Claim' }).click()
       const answer = await navigation
       t.equal(answer.status(), 403, 'the form POST to /api/auth/logout is refused')
@@ -296,6 +296,8 @@ t.test('the example frontend on localhost:4100 works against the API on 127.0.0.
     await screenshot(page, 'admin-users')
 
     await page.getByLabel('Role of bob').selectOption('admin')
+    t.equal((await userRow('bob'))!.role, 'user', 'picking a role only asks')
+    await page.getByRole('button', { name: 'Change role' }).click()
     await waitForText(notice(), 'bob is now an admin')
     t.equal((await userRow('bob'))!.role, 'admin', 'the new role is stored')
 
@@ -310,7 +312,7 @@ t.test('the example frontend on localhost:4100 works against the API on 127.0.0.
   await t.test('changing the password signs out the other devices, and sign out everywhere ends them all', async (t) => {
     const laptop: BrowserContext = await newProfile(browser)
     const laptopPage = await laptop.newPage()
-    await signInThroughForm(laptopPage, alice.username, alice.password)
+    await signInThroughForm(laptopPage, frontendUrl, alice.username, alice.password)
     t.equal((await activeSessions()).length, 2)
 
     await page.getByRole('link', { name: 'Account' }).click()
@@ -334,7 +336,7 @@ t.test('the example frontend on localhost:4100 works against the API on 127.0.0.
     await laptopPage.reload()
     await laptopPage.getByRole('heading', { name: 'Sign in' }).waitFor()
     t.pass('the other device is back at the sign-in screen')
-    await signInThroughForm(laptopPage, alice.username, newPassword)
+    await signInThroughForm(laptopPage, frontendUrl, alice.username, newPassword)
 
     await page.getByRole('button', { name: 'Sign out everywhere' }).click()
     await page.getByRole('heading', { name: 'Sign in' }).waitFor()
@@ -348,7 +350,7 @@ t.test('the example frontend on localhost:4100 works against the API on 127.0.0.
   })
 
   await t.test('signing out ends the session, and a reload stays signed out', async (t) => {
-    await signInThroughForm(page, alice.username, newPassword)
+    await signInThroughForm(page, frontendUrl, alice.username, newPassword)
     const [session] = await activeSessions()
     await page.getByRole('button', { name: 'Sign out', exact: true }).click()
     await page.getByRole('heading', { name: 'Sign in' }).waitFor()
@@ -361,11 +363,11 @@ t.test('the example frontend on localhost:4100 works against the API on 127.0.0.
     t.same(problems, [], 'no script or CSP errors on the way')
   })
 
-  await t.test('the mirror layout works too: the page on 127.0.0.1:4100 calls the API on localhost:8086', async (t) => {
+  await t.test('the mirror layout works too: the page on 127.0.0.1 calls the API on localhost', async (t) => {
     const mirror = await newProfile(browser)
     const mirrorPage = await mirror.newPage()
     const mirrorProblems = watchForPageErrors(mirrorPage)
-    await mirrorPage.goto('http://127.0.0.1:4100/#/sign-in')
+    await mirrorPage.goto(`${mirrorFrontendUrl}#/sign-in`)
     await mirrorPage.getByLabel('Username').fill(alice.username)
     await mirrorPage.getByLabel('Password').fill(newPassword)
     await mirrorPage.getByRole('button', { name: 'Sign in' }).click()

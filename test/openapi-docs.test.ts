@@ -29,6 +29,64 @@ t.test('the OpenAPI document is valid and lists every route of the contract with
   t.notOk(JSON.stringify(document).includes('passwordHash'), 'no internal field in any schema')
 })
 
+// The failures API.md gives each route (plus the ones every route of a kind shares: 400 for input,
+// 401 behind sign-in, 403 CSRF on state changes, 429, 503), as the OpenAPI document must list them.
+const FAILURES: Record<string, number[]> = {
+  'post /api/auth/register': [400, 403, 409, 429, 503],
+  'post /api/auth/login': [400, 401, 403, 429, 503],
+  'post /api/auth/token': [400, 401, 403, 429, 503],
+  'post /api/auth/refresh': [401, 403, 429, 503],
+  'post /api/auth/logout': [401, 403, 429, 503],
+  'post /api/auth/logout-all': [401, 403, 429, 503],
+  'get /api/auth/sessions': [401, 429, 503],
+  'delete /api/auth/sessions/{id}': [400, 401, 403, 404, 429, 503],
+  'get /api/auth/me': [401, 429, 503],
+  'post /api/auth/password': [400, 401, 403, 429, 503],
+  'get /api/tasks/': [400, 401, 429, 503],
+  'post /api/tasks/': [400, 401, 403, 413, 415, 429, 503],
+  'get /api/tasks/{id}': [400, 401, 404, 429, 503],
+  'patch /api/tasks/{id}': [400, 401, 403, 404, 413, 415, 429, 503],
+  'delete /api/tasks/{id}': [400, 401, 403, 404, 429, 503],
+  'get /api/users/': [400, 401, 403, 429, 503],
+  'get /api/users/{id}': [400, 401, 404, 429, 503],
+  'patch /api/users/{id}': [400, 401, 403, 404, 409, 429, 503],
+  'delete /api/users/{id}': [400, 401, 403, 404, 409, 429, 503],
+  'delete /api/users/{id}/sessions': [400, 401, 403, 404, 429, 503],
+  'get /api/audit/': [400, 401, 403, 429, 503],
+  'get /api/health/ready': [503],
+}
+
+t.test('every route documents the failures of its contract, in the error shape, with Retry-After on 429 and 503', async (t) => {
+  const app = await buildTestApp(t)
+  const document = (await app.inject({ url: '/api/docs/json' })).json()
+  for (const [route, statuses] of Object.entries(FAILURES)) {
+    const [method, path] = route.split(' ') as [string, string]
+    const responses = document.paths[path][method].responses as Record<string, { description: string, content?: Record<string, { schema: { properties: object } }>, headers?: object }>
+    for (const status of statuses) {
+      const response = responses[String(status)]
+      t.ok(response, `${route} documents ${status}`)
+      if (response === undefined) continue
+      t.not(response.description, 'Default Response', `${route} ${status} says what it means`)
+      t.match(response.content?.['application/json']?.schema.properties, { statusCode: {}, error: {}, message: {}, code: {} }, `${route} ${status} has the error shape`)
+      if (status === 429 || status === 503) t.ok(response.headers && 'Retry-After' in response.headers, `${route} ${status} names Retry-After`)
+    }
+  }
+  const liveness = document.paths['/api/health/'].get.responses
+  t.same(Object.keys(liveness), ['200'], 'liveness documents no failure: it is never shed nor limited')
+  t.match(document.paths['/api/auth/login'].post.responses['200'].headers, { 'Set-Cookie': { description: /__Host-access_token.*__Secure-refresh_token/ } }, 'the cookies sign-in sets')
+  t.match(document.paths['/api/auth/refresh'].post.security, [{ refreshCookie: [] }], 'the cookie /refresh reads')
+  t.match(document.components.securitySchemes.refreshCookie, { type: 'apiKey', in: 'cookie', name: '__Secure-refresh_token' })
+  t.match(document.paths['/api/auth/register'].post.responses['409'].description, /USERNAME_TAKEN/)
+  await t.resolves(SwaggerParser.validate(structuredClone(document)), 'still a valid OpenAPI 3 document')
+})
+
+t.test('documenting the failures changes no answer: an error still has its whole shape', async (t) => {
+  const app = await buildTestApp(t)
+  const missing = await app.inject({ url: '/api/tasks/00000000-0000-4000-8000-000000000000' })
+  t.equal(missing.statusCode, 401)
+  t.same(Object.keys(missing.json()).sort(), ['code', 'error', 'message', 'statusCode'])
+})
+
 t.test('the docs page is served with a policy of its own; the API keeps its deny-all policy', async (t) => {
   const app = await buildTestApp(t)
   const page = await app.inject({ url: '/api/docs/' })

@@ -6,6 +6,7 @@ import { signInScreen, registerScreen } from './screens/auth.js'
 import { tasksScreen } from './screens/tasks.js'
 import { accountScreen } from './screens/account.js'
 import { usersScreen } from './screens/users.js'
+import { maySignedIn, rememberSignedIn } from './session-hint.js'
 
 const header = document.getElementById('app-header')
 const main = document.getElementById('main')
@@ -48,11 +49,13 @@ function navigate (hash) {
 
 function signedIn (user) {
   session.user = user
+  rememberSignedIn(true)
   renderHeader()
 }
 
 function signedOut (message) {
   session.user = null
+  rememberSignedIn(false)
   renderHeader()
   notify(message, 'info')
   navigate('#/sign-in')
@@ -130,12 +133,16 @@ window.addEventListener('hashchange', () => {
 
 async function start () {
   replaceChildren(main, h('p', { class: 'loading' }, 'Loading…'))
-  try {
-    const { user } = await api.me()
-    signedIn(user)
-  } catch (error) {
-    session.user = null
-    if (error.status !== 401) notify(friendlyMessage(error), 'error')
+  if (maySignedIn()) {
+    try {
+      const { user } = await api.me()
+      signedIn(user)
+    } catch (error) {
+      session.user = null
+      // 401: the session ended while the page was closed; that is a normal signed-out start.
+      if (error.status === 401) rememberSignedIn(false)
+      else notify(friendlyMessage(error), 'error')
+    }
   }
   render()
 }

@@ -101,3 +101,41 @@ export function pagedList ({ list, fetchPage, render, onError, settled = () => {
   loadMore.addEventListener('click', () => load(nextCursor))
   return { loadMore, start: () => load(undefined) }
 }
+
+/** A form's error line: hidden until `showError` puts a message in it; read out when it appears. */
+export function errorBox () {
+  return h('p', { class: 'form-error', role: 'alert', hidden: true })
+}
+
+/** Shows `message` in an error box, or hides the box when there is none. */
+export function showError (box, message) {
+  box.textContent = message ?? ''
+  box.hidden = !message
+}
+
+/**
+ * "Are you sure?" in place of a row: `question` (nodes or text), a dangerous `confirmLabel` button
+ * that runs `onConfirm(button)`, and a safe button that runs `onCancel`. The safe choice has the
+ * focus, so Enter by habit never deletes anything.
+ */
+export function confirmation ({ question, confirmLabel, cancelLabel = 'Cancel', onConfirm, onCancel, danger = true }) {
+  const cancel = h('button', { type: 'button', class: 'button button-secondary', onclick: onCancel }, cancelLabel)
+  const confirm = h('button', {
+    type: 'button',
+    class: danger ? 'button button-danger-solid' : 'button button-primary',
+    onclick: async () => {
+      confirm.disabled = true
+      cancel.disabled = true
+      try {
+        await onConfirm()
+      } finally {
+        confirm.disabled = false
+        cancel.disabled = false
+      }
+    },
+  }, confirmLabel)
+  queueMicrotask(() => cancel.focus())
+  return h('div', { class: 'task-confirm', role: 'group', 'aria-label': confirmLabel },
+    h('p', {}, question),
+    h('div', { class: 'row' }, confirm, cancel))
+}

@@ -3,6 +3,8 @@
 
 const MESSAGES = {
   NETWORK: 'Can’t reach the server. Check your connection and try again.',
+  // The page's address must be in the API's CORS_ORIGINS: a setup mistake, not the user's connection.
+  CORS_REFUSED: 'The server is running but doesn’t accept requests from this page’s address. (Add this origin to CORS_ORIGINS and restart the API.)',
   BAD_CREDENTIALS: 'That username and password don’t match. Check both and try again.',
   USERNAME_TAKEN: 'That username is already taken. Please choose another one.',
   PASSWORD_TOO_COMMON: 'That password is one of the most common ones and easy to guess. Please choose another.',
@@ -32,7 +34,7 @@ const FIELD_MESSAGES = {
   password: 'A password needs 8 to 256 characters.',
   newPassword: 'The new password needs 8 to 256 characters.',
   currentPassword: 'Please enter your current password.',
-  title: 'A task needs a title of at most 200 characters.',
+  title: 'A task needs a title: up to 200 characters, and not only spaces.',
   description: 'A description can be at most 5,000 characters.',
   role: 'Please choose a valid role.',
 }

@@ -2,7 +2,7 @@ import { createInterface } from 'node:readline'
 import { Writable, type Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { ConfigError, loadDatabaseConfig } from '../config.js'
+import { loadDatabaseConfig } from '../config.js'
 import { openDatabase, type Database } from '../db/client.js'
 import { recordAuditEvent, type AuditLog } from '../db/queries/audit.js'
 import { revokeAllSessions } from '../db/queries/sessions.js'
@@ -10,18 +10,23 @@ import { changeRole, createUser, deleteUser, findUserWithHashByName, listUsers, 
 import { ROLES, type Role } from '../db/schema.js'
 import { LastAdmin, UsernameTaken } from '../errors.js'
 import { isValidUsername, passwordLengthProblem, USERNAME_RULE_IN_WORDS } from '../rules.js'
+import { describeStartupError } from '../startup-errors.js'
 import { hashPassword, isCommonPassword } from '../passwords.js'
 
 export const USAGE = `Usage: npm run users -- <command>
 
-  create <username> [--admin] [--password-stdin]   create a user (asks for the password unless --password-stdin)
+  create <username> [--admin] [--password-stdin]   create a user (asks for the password twice unless --password-stdin)
   set-role <username> <user|admin>                 change a role (never removes the last admin)
   reset-password <username> [--password-stdin]     set a new password and end all of the user's sessions
   delete <username>                                delete a user with their tasks and sessions
   list                                             list every user
 
 Works on DATABASE_URL, or on the embedded database in DATA_DIR (./data) when it is not set.
-Exit codes: 0 done, 1 refused (unknown user, name taken, last admin, weak password), 2 usage or configuration.`
+The embedded database can be open in one process at a time: stop \`npm start\` first, or use DATABASE_URL.
+--password-stdin reads the first line of stdin (for scripts); typed at a terminal, a password is asked twice.
+  --help, -h                                       this text
+Exit codes: 0 done, 1 refused (unknown user, name taken, last admin, weak password, passwords differ),
+2 usage, configuration or a database that cannot be opened.`
 
 export interface CliIo {
   stdin: Readable & { isTTY?: boolean, setRawMode?: (raw: boolean) => unknown }
@@ -33,8 +38,20 @@ class CliRefusal extends Error {}
 
 const quietLog: AuditLog = { info: () => {} }
 
+/**
+ * Reads a new password: the first line of stdin for scripts, or typed twice at a prompt without echo
+ * (a typo in a password nobody can see would lock its owner out).
+ */
+async function readNewPassword (io: CliIo, fromStdin: boolean): Promise<string> {
+  if (fromStdin || io.stdin.isTTY !== true) return readPassword(io, true)
+  const first = await readPassword(io, false, 'Password (not shown): ')
+  const second = await readPassword(io, false, 'Repeat it: ')
+  if (first !== second) throw new CliRefusal('the two passwords differ; nothing was changed')
+  return first
+}
+
 /** Reads a password: the first line of stdin for scripts, or typed at a prompt without echo. */
-async function readPassword (io: CliIo, fromStdin: boolean): Promise<string> {
+async function readPassword (io: CliIo, fromStdin: boolean, label = 'Password (not shown): '): Promise<string> {
   if (fromStdin || io.stdin.isTTY !== true) {
     const lines = createInterface({ input: io.stdin, terminal: false })
     // The first line, or nothing when stdin ends without one.
@@ -48,7 +65,7 @@ async function readPassword (io: CliIo, fromStdin: boolean): Promise<string> {
   // On a terminal: echo nothing, so the password never lands on screen or in scrollback.
   const muted = new Writable({ write: (_chunk, _encoding, callback) => { callback() } })
   const prompt = createInterface({ input: io.stdin, output: muted, terminal: true })
-  io.stdout.write('Password (not shown): ')
+  io.stdout.write(label)
   const password = await new Promise<string>((resolve) => prompt.question('', resolve))
   prompt.close()
   io.stdout.write('\n')
@@ -71,10 +88,14 @@ async function findByName (database: Database, username: string) {
 export async function runUsersCommand (argv: string[], database: Database, io: CliIo): Promise<number> {
   let parsed
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: { admin: { type: 'boolean' }, 'password-stdin': { type: 'boolean' } } })
+    parsed = parseArgs({ args: argv, allowPositionals: true, options: { admin: { type: 'boolean' }, 'password-stdin': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } })
   } catch (error) {
     io.stderr.write(`${(error as Error).message}\n\n${USAGE}\n`)
     return 2
+  }
+  if (parsed.values.help === true || parsed.positionals[0] === 'help') {
+    io.stdout.write(`${USAGE}\n`)
+    return 0
   }
   const [command, ...rest] = parsed.positionals
   const { db } = database
@@ -85,7 +106,7 @@ export async function runUsersCommand (argv: string[], database: Database, io: C
         const [username] = rest
         if (username === undefined || rest.length !== 1) return usage()
         if (!isValidUsername(username)) throw new CliRefusal(`a username is ${USERNAME_RULE_IN_WORDS}`)
-        const password = await readPassword(io, parsed.values['password-stdin'] === true)
+        const password = await readNewPassword(io, parsed.values['password-stdin'] === true)
         checkNewPassword(password)
         const role: Role = parsed.values.admin === true ? 'admin' : 'user'
         const passwordHash = await hashPassword(password)
@@ -113,7 +134,7 @@ export async function runUsersCommand (argv: string[], database: Database, io: C
         const [username] = rest
         if (username === undefined || rest.length !== 1) return usage()
         const target = await findByName(database, username)
-        const password = await readPassword(io, parsed.values['password-stdin'] === true)
+        const password = await readNewPassword(io, parsed.values['password-stdin'] === true)
         checkNewPassword(password)
         const passwordHash = await hashPassword(password)
         const revoked = await db.transaction(async (tx) => {
@@ -160,13 +181,20 @@ export async function runUsersCommand (argv: string[], database: Database, io: C
 }
 
 async function main (): Promise<number> {
+  // --help needs no database (and must work beside a running server).
+  const argv = process.argv.slice(2)
+  if (argv.includes('--help') || argv.includes('-h') || argv[0] === 'help') {
+    process.stdout.write(`${USAGE}\n`)
+    return 0
+  }
   let database: Database
   try {
     const config = loadDatabaseConfig(process.env)
     database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolSize: 1, prepare: config.databasePrepare })
     await database.migrate()
   } catch (error) {
-    process.stderr.write(`error: ${error instanceof ConfigError ? error.message : `cannot open the database: ${(error as Error).message}`}\n`)
+    const line = describeStartupError(error, { databaseUrl: process.env.DATABASE_URL || undefined })
+    process.stderr.write(`error: ${line ?? `cannot open the database: ${(error as Error).message}`}\n`)
     return 2
   }
   try {

@@ -11,6 +11,7 @@ import postgres from 'postgres'
 import { context as otelContext } from '@opentelemetry/api'
 import { projectRoot } from '../paths.js'
 import { QUERY_DEADLINE_MS, STATEMENT_TIMEOUT_MS, withDeadlines } from './deadlines.js'
+import { lockDataDir } from './data-dir-lock.js'
 import * as schema from './schema.js'
 import { SILENCE_DEADLINE_MS, watchableTarget, watchedSocket } from './silence-watchdog.js'
 import { DatabaseTelemetry } from './telemetry.js'
@@ -129,7 +130,15 @@ function openPostgres (url: string, poolSize: number, prepare: boolean): Databas
 async function openEmbedded (dataDir: string): Promise<Database> {
   const inMemory = dataDir.startsWith('memory://')
   if (!inMemory) await mkdir(dataDir, { recursive: true })
-  const client = await PGlite.create(inMemory ? undefined : join(dataDir, 'pglite'))
+  // One process at a time (see lockDataDir): a second one refuses here, before it reads anything.
+  const unlock = inMemory ? () => {} : lockDataDir(dataDir)
+  let client: PGlite
+  try {
+    client = await PGlite.create(inMemory ? undefined : join(dataDir, 'pglite'))
+  } catch (error) {
+    unlock()
+    throw error
+  }
   // One connection by nature: a second statement waits for the first.
   const telemetry = new DatabaseTelemetry(1)
   const db = drizzlePglite({ client: withTelemetry(client, telemetry), schema })
@@ -140,7 +149,13 @@ async function openEmbedded (dataDir: string): Promise<Database> {
     async ping () { await db.execute(sql`select 1`) },
     // PGlite is a single connection in a single process: nothing else can migrate at the same time.
     async migrate () { await migratePglite(db, { migrationsFolder: migrationsFolder() }) },
-    async close () { await client.close() },
+    async close () {
+      try {
+        await client.close()
+      } finally {
+        unlock()
+      }
+    },
   }
 }
 

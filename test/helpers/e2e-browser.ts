@@ -1,32 +1,27 @@
 import { existsSync } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { createServer as createHttpServer, type Server } from 'node:http'
-import { createServer as createNetServer, type AddressInfo } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from 'playwright-core'
 import { buildApp } from '../../src/app.js'
-import type { Config } from '../../src/config.js'
+import { frontendOrigins, type Config } from '../../src/config.js'
+import { developmentApi } from '../../src/frontend-config.js'
 import { startFrontend } from '../../src/frontend-server.js'
 import { projectRoot } from '../../src/paths.js'
 import { freshDatabaseUrl, testConfig, type TestContext } from './app.js'
+import { freePort } from './server-process.js'
 
 /** Debian's Chromium, which .ci/run installs (`apt-get install chromium`). */
 export const CHROMIUM = '/usr/bin/chromium'
 export const hasChromium = () => existsSync(CHROMIUM)
 
-// The development layout that deploy/frontend/config.js knows: the page on localhost, the API on
-// 127.0.0.1, so every call is cross-site, as with a real frontend on another domain.
-export const API_PORT = 8086
-export const FRONTEND_PORT = 4100
-export const API_ORIGIN = `http://127.0.0.1:${API_PORT}`
-export const FRONTEND_URL = `http://localhost:${FRONTEND_PORT}/`
-
+// The development layout that `npm start` serves: the page on localhost, the API on 127.0.0.1, so
+// every call is cross-site, as with a real frontend on another domain. Each stack takes free ports,
+// so the browser tests run beside a developer's `npm start` and beside each other.
 export const SCREENSHOTS = join(projectRoot(), 'test-artifacts', 'screenshots')
-
-// A developer's `npm start` may hold the ports for a moment; after this long the test says so.
-const PORT_WAIT_MS = 20_000
 
 /** What reached the API, as seen on its socket: which cookies came along, and the answer. */
 export interface SeenRequest {
@@ -43,22 +38,12 @@ export interface SeenRequest {
 export interface Stack {
   app: FastifyInstance
   seen: SeenRequest[]
-}
-
-async function isPortFree (port: number, host: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const probe = createNetServer()
-    probe.once('error', () => resolve(false))
-    probe.listen({ port, host, exclusive: true }, () => probe.close(() => resolve(true)))
-  })
-}
-
-async function waitForPort (port: number, host: string): Promise<void> {
-  const deadline = Date.now() + PORT_WAIT_MS
-  while (!await isPortFree(port, host)) {
-    if (Date.now() > deadline) throw new Error(`port ${port} on ${host} is in use (an \`npm start\` running?): the browser tests need it free`)
-    await sleep(250)
-  }
+  /** The API as the page on localhost calls it: http://127.0.0.1:<port>. */
+  apiOrigin: string
+  /** The frontend on localhost: http://localhost:<port>/. */
+  frontendUrl: string
+  /** The mirror layout: the page on 127.0.0.1, calling the API on localhost. */
+  mirrorFrontendUrl: string
 }
 
 function cookieNames (header: string | undefined): Set<string> {
@@ -67,12 +52,15 @@ function cookieNames (header: string | undefined): Set<string> {
 
 /**
  * The real app on a fresh database (Postgres with TEST_DATABASE_URL, else in-memory PGlite),
- * listening on 127.0.0.1:8086, and the example frontend on localhost:4100, both closed at teardown.
+ * listening on 127.0.0.1, and the example frontend on localhost, each on a free port, both closed at
+ * teardown. The frontend is told where the API is the way `npm start` tells it.
  */
 export async function startStack (t: TestContext, overrides: Partial<Config> = {}): Promise<Stack> {
   const databaseUrl = await freshDatabaseUrl(t)
+  const [apiPort, frontendPort] = [await freePort(), await freePort()]
   const config = testConfig({
     databaseUrl,
+    corsOrigins: frontendOrigins(frontendPort),
     // Not a rate-limit test: every sign-in here comes from the loopback address.
     rateLimitAllowList: ['127.0.0.1', '::1', '::ffff:127.0.0.1'],
     ...overrides,
@@ -101,12 +89,16 @@ export async function startStack (t: TestContext, overrides: Partial<Config> = {
     })
   })
 
-  await waitForPort(API_PORT, '127.0.0.1')
-  await app.listen({ port: API_PORT, host: '127.0.0.1' })
-  await waitForPort(FRONTEND_PORT, '127.0.0.1')
-  const frontend = await startFrontend(FRONTEND_PORT, 'localhost')
+  await app.listen({ port: apiPort, host: '127.0.0.1' })
+  const frontend = await startFrontend(frontendPort, 'localhost', developmentApi('127.0.0.1', apiPort))
   t.teardown(() => frontend.close())
-  return { app, seen }
+  return {
+    app,
+    seen,
+    apiOrigin: `http://127.0.0.1:${apiPort}`,
+    frontendUrl: `http://localhost:${frontendPort}/`,
+    mirrorFrontendUrl: `http://127.0.0.1:${frontendPort}/`,
+  }
 }
 
 /** Debian's Chromium, headless, closed at teardown. */
@@ -167,8 +159,8 @@ export async function waitForText (locator: Locator, expected: string | RegExp):
 }
 
 /** Signs in through the form and waits for the task list. */
-export async function signInThroughForm (page: Page, username: string, password: string): Promise<void> {
-  await page.goto(`${FRONTEND_URL}#/sign-in`)
+export async function signInThroughForm (page: Page, frontendUrl: string, username: string, password: string): Promise<void> {
+  await page.goto(`${frontendUrl}#/sign-in`)
   await page.getByRole('heading', { name: 'Sign in' }).waitFor()
   await page.getByLabel('Username').fill(username)
   await page.getByLabel('Password').fill(password)
@@ -180,14 +172,14 @@ export async function signInThroughForm (page: Page, username: string, password:
  * A hostile page: plain HTML served by a tiny server on `host`, which tries, with the visitor's
  * cookies, to read the API, to make it write, and to sign the visitor out with a form.
  */
-export async function startHostileSite (t: TestContext, host: string, listenAddress = host): Promise<{ origin: string, server: Server }> {
+export async function startHostileSite (t: TestContext, apiOrigin: string, host: string, listenAddress = host): Promise<{ origin: string, server: Server }> {
   const page = `<!doctype html>
 <meta charset="utf-8">
 <title>You won a prize</title>
 <h1>Claim your prize</h1>
-<form id="logout" method="post" action="${API_ORIGIN}/api/auth/logout"><button>Claim</button></form>
+<form id="logout" method="post" action="${apiOrigin}/api/auth/logout"><button>Claim</button></form>
 <script>
-  const api = ${JSON.stringify(API_ORIGIN)}
+  const api = ${JSON.stringify(apiOrigin)}
   window.attack = async () => {
     const outcome = {}
     try {

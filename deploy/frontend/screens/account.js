@@ -1,7 +1,6 @@
 import { api } from '../api.js'
-import { busy, field, formatDate, h, replaceChildren } from '../dom.js'
+import { busy, errorBox, field, formatDate, h, replaceChildren, showError } from '../dom.js'
 import { friendlyMessage } from '../errors.js'
-import { showError } from './auth.js'
 
 /** "Chrome on Linux" from a user-agent string: enough to recognise one's own devices. */
 function describeAgent (userAgent) {
@@ -17,7 +16,7 @@ export function accountScreen ({ session, notify, signedOut }) {
   const current = h('input', { name: 'current-password', type: 'password', autocomplete: 'current-password', required: true })
   const next = h('input', { name: 'new-password', type: 'password', autocomplete: 'new-password', required: true, minlength: 8, maxlength: 256 })
   const repeat = h('input', { name: 'repeat-password', type: 'password', autocomplete: 'new-password', required: true })
-  const passwordError = h('p', { class: 'form-error', role: 'alert', hidden: true })
+  const passwordError = errorBox()
   const passwordForm = h('form', { class: 'stack' },
     field('Current password', current),
     field('New password', next, 'At least 8 characters.'),
@@ -26,9 +25,11 @@ export function accountScreen ({ session, notify, signedOut }) {
     h('div', { class: 'row' }, h('button', { type: 'submit', class: 'button button-primary' }, 'Change password')))
   passwordForm.addEventListener('submit', (event) => {
     event.preventDefault()
+    notify(null)
     showError(passwordError, null)
     if (next.value !== repeat.value) {
       showError(passwordError, 'The two new passwords don’t match.')
+      repeat.focus()
       return
     }
     busy(passwordForm, async () => {
@@ -37,8 +38,16 @@ export function accountScreen ({ session, notify, signedOut }) {
         passwordForm.reset()
         notify('Password changed. Your other devices have been signed out.')
         loadSessions()
+        return null
       } catch (error) {
-        showError(passwordError, error.code === 'BAD_CREDENTIALS' ? 'Your current password isn’t right.' : friendlyMessage(error))
+        const isWrongCurrent = error.code === 'BAD_CREDENTIALS'
+        showError(passwordError, isWrongCurrent ? 'Your current password isn’t right.' : friendlyMessage(error))
+        return isWrongCurrent ? current : next
+      }
+    }).then((fieldToFix) => {
+      if (fieldToFix) {
+        fieldToFix.focus()
+        fieldToFix.select()
       }
     })
   })

@@ -1,15 +1,6 @@
 import { api } from '../api.js'
-import { busy, field, h } from '../dom.js'
+import { busy, errorBox, field, h, showError } from '../dom.js'
 import { friendlyMessage } from '../errors.js'
-
-function errorBox () {
-  return h('p', { class: 'form-error', role: 'alert', hidden: true })
-}
-
-export function showError (box, message) {
-  box.textContent = message ?? ''
-  box.hidden = !message
-}
 
 function authCard (title, intro, form, footer) {
   return h('section', { class: 'auth' },
@@ -31,15 +22,23 @@ export function signInScreen ({ navigate, notify, signedIn }) {
     h('button', { type: 'submit', class: 'button button-primary button-wide' }, 'Sign in'))
   form.addEventListener('submit', (event) => {
     event.preventDefault()
+    // One message at a time: the form's own error replaces any older notice above the screen.
+    notify(null)
     showError(error, null)
     busy(form, async () => {
       try {
         const { user } = await api.login(username.value, password.value)
         signedIn(user)
-        notify(null)
         navigate('#/tasks')
+        return true
       } catch (failure) {
         showError(error, friendlyMessage(failure))
+        return false
+      }
+    }).then((isSignedIn) => {
+      // Only now is the field enabled again: focus and selection on a disabled field are lost.
+      if (!isSignedIn) {
+        password.focus()
         password.select()
       }
     })
@@ -71,6 +70,7 @@ export function registerScreen ({ navigate, notify, signedIn }) {
     h('button', { type: 'submit', class: 'button button-primary button-wide' }, 'Create account'))
   form.addEventListener('submit', (event) => {
     event.preventDefault()
+    notify(null)
     showError(error, null)
     if (password.value !== confirm.value) {
       showError(error, 'The two passwords don’t match.')
@@ -82,7 +82,7 @@ export function registerScreen ({ navigate, notify, signedIn }) {
         await api.register(username.value, password.value)
       } catch (failure) {
         showError(error, friendlyMessage(failure))
-        return
+        return failure.code === 'USERNAME_TAKEN' ? username : password
       }
       try {
         const { user } = await api.login(username.value, password.value)
@@ -93,7 +93,8 @@ export function registerScreen ({ navigate, notify, signedIn }) {
         notify(`Your account was created, but signing in failed: ${friendlyMessage(failure)}`, 'error')
         navigate('#/sign-in')
       }
-    })
+      return null
+    }).then((fieldToFix) => fieldToFix?.focus())
   })
   return authCard('Create an account', 'Pick a username and a password to get started.', form,
     ['Already have an account? ', h('a', { href: '#/sign-in' }, 'Sign in')])

@@ -1,7 +1,6 @@
 import { api } from '../api.js'
-import { busy, field, formatDate, h, pagedList, replaceChildren } from '../dom.js'
+import { busy, confirmation, errorBox, field, formatDate, h, pagedList, replaceChildren, showError } from '../dom.js'
 import { friendlyMessage } from '../errors.js'
-import { showError } from './auth.js'
 
 const PAGE_SIZE = 10
 
@@ -22,24 +21,33 @@ export function tasksScreen ({ notify }) {
     settled: () => { status.hidden = true; updateEmpty() },
   })
 
-  /** One task, shown read-only; it swaps itself for an edit form or a delete confirmation. */
+  /**
+   * One task, shown read-only; it swaps itself for an edit form or a delete confirmation. After each
+   * swap the focus goes to the control the user was on (the checkbox after a toggle, Edit after a save
+   * or a cancel, Delete after "Keep it"), so a keyboard user never falls back to the top of the page.
+   */
   function taskItem (task) {
     const item = h('li', { class: 'task', dataset: { id: task.id } })
-    const show = () => replaceChildren(item, taskView())
-    const replaceWith = (updated) => { task = updated; show() }
+    const show = (focusOn) => {
+      replaceChildren(item, taskView())
+      if (focusOn) item.querySelector(`[data-focus="${focusOn}"]`)?.focus()
+    }
+    const replaceWith = (updated, focusOn) => { task = updated; show(focusOn) }
 
     function taskView () {
       item.classList.toggle('task-done', task.done)
       const checkbox = h('input', {
-        type: 'checkbox', class: 'task-check', checked: task.done, 'aria-label': `Done: ${task.title}`,
+        type: 'checkbox', class: 'task-check', checked: task.done, 'aria-label': `Done: ${task.title}`, dataset: { focus: 'check' },
       })
       checkbox.addEventListener('change', async () => {
+        notify(null)
         checkbox.disabled = true
         try {
-          replaceWith((await api.updateTask(task.id, { done: checkbox.checked })).task)
+          replaceWith((await api.updateTask(task.id, { done: checkbox.checked })).task, 'check')
         } catch (error) {
           checkbox.checked = task.done
           checkbox.disabled = false
+          checkbox.focus()
           notify(friendlyMessage(error), 'error')
         }
       })
@@ -50,8 +58,8 @@ export function tasksScreen ({ notify }) {
           task.description ? h('p', { class: 'task-description' }, task.description) : null,
           h('p', { class: 'task-meta' }, task.done ? `Done · updated ${formatDate(task.updatedAt)}` : `Added ${formatDate(task.createdAt)}`)),
         h('div', { class: 'task-actions' },
-          h('button', { type: 'button', class: 'button button-quiet', onclick: () => replaceChildren(item, editForm()) }, 'Edit'),
-          h('button', { type: 'button', class: 'button button-quiet button-danger', onclick: () => replaceChildren(item, confirmDelete()) }, 'Delete')),
+          h('button', { type: 'button', class: 'button button-quiet', dataset: { focus: 'edit' }, onclick: () => replaceChildren(item, editForm()) }, 'Edit'),
+          h('button', { type: 'button', class: 'button button-quiet button-danger', dataset: { focus: 'delete' }, onclick: () => replaceChildren(item, confirmDelete()) }, 'Delete')),
       ]
     }
 
@@ -59,51 +67,57 @@ export function tasksScreen ({ notify }) {
       const title = h('input', { name: 'title', required: true, maxlength: 200, value: task.title })
       const description = h('textarea', { name: 'description', rows: 3, maxlength: 5000 })
       description.value = task.description
-      const error = h('p', { class: 'form-error', role: 'alert', hidden: true })
+      const error = errorBox()
       const form = h('form', { class: 'stack task-edit' },
         field('Title', title),
         field('Description', description),
         error,
         h('div', { class: 'row' },
           h('button', { type: 'submit', class: 'button button-primary' }, 'Save'),
-          h('button', { type: 'button', class: 'button button-secondary', onclick: show }, 'Cancel')))
+          h('button', { type: 'button', class: 'button button-secondary', onclick: () => show('edit') }, 'Cancel')))
       form.addEventListener('submit', (event) => {
         event.preventDefault()
+        notify(null)
+        showError(error, null)
         busy(form, async () => {
           try {
-            replaceWith((await api.updateTask(task.id, { title: title.value, description: description.value })).task)
-          } catch (error_) {
-            showError(error, friendlyMessage(error_))
+            replaceWith((await api.updateTask(task.id, { title: title.value, description: description.value })).task, 'edit')
+            return true
+          } catch (failure) {
+            showError(error, friendlyMessage(failure))
+            return false
           }
-        })
+        }).then((isSaved) => { if (!isSaved) title.focus() })
       })
+      // Escape leaves the form as Cancel does.
+      form.addEventListener('keydown', (event) => { if (event.key === 'Escape') show('edit') })
       queueMicrotask(() => title.focus())
       return form
     }
 
     function confirmDelete () {
-      const keep = h('button', { type: 'button', class: 'button button-secondary', onclick: show }, 'Keep it')
-      queueMicrotask(() => keep.focus())
-      return h('div', { class: 'task-confirm', role: 'group', 'aria-label': 'Confirm delete' },
-        h('p', {}, 'Delete ', h('strong', {}, `“${task.title}”`), '? This can’t be undone.'),
-        h('div', { class: 'row' },
-          h('button', {
-            type: 'button',
-            class: 'button button-danger-solid',
-            onclick: async (event) => {
-              event.currentTarget.disabled = true
-              try {
-                await api.deleteTask(task.id)
-                item.remove()
-                updateEmpty()
-                notify('Task deleted.')
-              } catch (error) {
-                notify(friendlyMessage(error), 'error')
-                show()
-              }
-            },
-          }, 'Delete task'),
-          keep))
+      return confirmation({
+        question: ['Delete ', h('strong', {}, `“${task.title}”`), '? This can’t be undone.'],
+        confirmLabel: 'Delete task',
+        cancelLabel: 'Keep it',
+        onCancel: () => show('delete'),
+        onConfirm: async () => {
+          notify(null)
+          try {
+            await api.deleteTask(task.id)
+          } catch (error) {
+            notify(friendlyMessage(error), 'error')
+            show('delete')
+            return
+          }
+          // The focus goes to the next task's checkbox (or the previous one's, or the new-task field).
+          const neighbour = item.nextElementSibling ?? item.previousElementSibling
+          item.remove()
+          updateEmpty()
+          notify('Task deleted.')
+          ;(neighbour?.querySelector('[data-focus="check"]') ?? title).focus()
+        },
+      })
     }
 
     show()
@@ -112,7 +126,7 @@ export function tasksScreen ({ notify }) {
 
   const title = h('input', { name: 'title', required: true, maxlength: 200, placeholder: 'What needs doing?', autocomplete: 'off' })
   const description = h('textarea', { name: 'description', rows: 2, maxlength: 5000, placeholder: 'Details (optional)' })
-  const createError = h('p', { class: 'form-error', role: 'alert', hidden: true })
+  const createError = errorBox()
   const create = h('form', { class: 'card stack task-new' },
     field('New task', title),
     field('Description', description),
@@ -120,6 +134,7 @@ export function tasksScreen ({ notify }) {
     h('div', { class: 'row row-end' }, h('button', { type: 'submit', class: 'button button-primary' }, 'Add task')))
   create.addEventListener('submit', (event) => {
     event.preventDefault()
+    notify(null)
     showError(createError, null)
     busy(create, async () => {
       try {

@@ -1,5 +1,5 @@
 import { api } from '../api.js'
-import { formatDate, h, pagedList, replaceChildren } from '../dom.js'
+import { confirmation, formatDate, h, pagedList, replaceChildren } from '../dom.js'
 import { friendlyMessage } from '../errors.js'
 
 const PAGE_SIZE = 20
@@ -17,23 +17,19 @@ export function usersScreen ({ session, notify }) {
     const row = h('li', { class: 'user', dataset: { id: user.id } })
     const isMe = user.id === session.user.id
 
+    const roleName = (role) => role === 'admin' ? 'an admin' : 'a user'
+    const show = (focusOn) => {
+      replaceChildren(row, view())
+      if (focusOn) row.querySelector(`[data-focus="${focusOn}"]`)?.focus()
+    }
+
     function view () {
-      const role = h('select', { class: 'select', 'aria-label': `Role of ${user.username}`, disabled: isMe },
+      const role = h('select', { class: 'select', 'aria-label': `Role of ${user.username}`, disabled: isMe, dataset: { focus: 'role' } },
         h('option', { value: 'user' }, 'User'),
         h('option', { value: 'admin' }, 'Admin'))
       role.value = user.role
-      role.addEventListener('change', async () => {
-        role.disabled = true
-        try {
-          user = (await api.changeRole(user.id, role.value)).user
-          notify(`${user.username} is now ${user.role === 'admin' ? 'an admin' : 'a user'}.`)
-        } catch (error) {
-          role.value = user.role
-          notify(friendlyMessage(error), 'error')
-        } finally {
-          role.disabled = false
-        }
-      })
+      // A role is power over every account: picking one in the list only asks; the change needs a yes.
+      role.addEventListener('change', () => replaceChildren(row, confirmRole(role.value)))
       return [
         h('div', { class: 'user-main' },
           h('p', { class: 'user-name' }, user.username, isMe ? h('span', { class: 'badge' }, 'You') : null),
@@ -44,37 +40,56 @@ export function usersScreen ({ session, notify }) {
             type: 'button',
             class: 'button button-quiet button-danger',
             disabled: isMe,
+            dataset: { focus: 'delete' },
             title: isMe ? 'You can delete your own account from the API, not from here' : undefined,
-            onclick: () => replaceChildren(row, confirm()),
+            onclick: () => replaceChildren(row, confirmDelete()),
           }, 'Delete')),
       ]
     }
 
-    function confirm () {
-      const keep = h('button', { type: 'button', class: 'button button-secondary', onclick: () => replaceChildren(row, view()) }, 'Cancel')
-      queueMicrotask(() => keep.focus())
-      return h('div', { class: 'task-confirm', role: 'group', 'aria-label': 'Confirm delete' },
-        h('p', {}, 'Delete ', h('strong', {}, user.username), ' with all their tasks and sessions? This can’t be undone.'),
-        h('div', { class: 'row' },
-          h('button', {
-            type: 'button',
-            class: 'button button-danger-solid',
-            onclick: async (event) => {
-              event.currentTarget.disabled = true
-              try {
-                await api.deleteUser(user.id)
-                row.remove()
-                notify(`${user.username} was deleted.`)
-              } catch (error) {
-                notify(friendlyMessage(error), 'error')
-                replaceChildren(row, view())
-              }
-            },
-          }, 'Delete user'),
-          keep))
+    function confirmRole (newRole) {
+      return confirmation({
+        question: ['Make ', h('strong', {}, user.username), ` ${roleName(newRole)}? `,
+          newRole === 'admin' ? 'Admins can see every user, change roles and delete accounts.' : 'They lose the admin pages on their next request.'],
+        confirmLabel: 'Change role',
+        danger: newRole === 'admin',
+        onCancel: () => show('role'),
+        onConfirm: async () => {
+          notify(null)
+          try {
+            user = (await api.changeRole(user.id, newRole)).user
+            notify(`${user.username} is now ${roleName(user.role)}.`)
+          } catch (error) {
+            notify(friendlyMessage(error), 'error')
+          }
+          show('role')
+        },
+      })
     }
 
-    replaceChildren(row, view())
+    function confirmDelete () {
+      return confirmation({
+        question: ['Delete ', h('strong', {}, user.username), ' with all their tasks and sessions? This can’t be undone.'],
+        confirmLabel: 'Delete user',
+        onCancel: () => show('delete'),
+        onConfirm: async () => {
+          notify(null)
+          try {
+            await api.deleteUser(user.id)
+          } catch (error) {
+            notify(friendlyMessage(error), 'error')
+            show('delete')
+            return
+          }
+          const neighbour = row.nextElementSibling ?? row.previousElementSibling
+          row.remove()
+          notify(`${user.username} was deleted.`)
+          neighbour?.querySelector('[data-focus="role"]:not(:disabled), [data-focus="delete"]:not(:disabled)')?.focus()
+        },
+      })
+    }
+
+    show()
     return row
   }
 

@@ -1,0 +1,132 @@
+import t from 'tap'
+import { eq } from 'drizzle-orm'
+import type { Page } from 'playwright-core'
+import { users } from '../src/db/schema.js'
+import { signIn, STRONG_PASSWORD } from './helpers/app.js'
+import {
+  CHROMIUM, hasChromium, launchChromium, newProfile, signInThroughForm, startStack, textOf, waitForText, watchForPageErrors,
+} from './helpers/e2e-browser.js'
+
+// What a newcomer meets in the first hour with the example frontend: it follows the API's port, it
+// says when CORS (not the network) is the problem, a signed-out load is quiet, and a keyboard user
+// keeps their place after every action.
+const skip = hasChromium() ? false : `${CHROMIUM} is not installed (apt-get install chromium; .ci/run does it)`
+
+/** What has the focus: its tag, label and text, enough to tell the controls apart. */
+const focused = (page: Page) => page.evaluate(() => {
+  const element = document.activeElement as HTMLElement | null
+  return element === null ? '' : `${element.tagName.toLowerCase()} ${element.getAttribute('aria-label') ?? element.getAttribute('name') ?? ''} ${element.textContent ?? ''}`.trim()
+})
+
+t.test('the example frontend on a free port, with the keyboard', { skip }, async (t) => {
+  const { app, seen, frontendUrl } = await startStack(t)
+  const browser = await launchChromium(t)
+  const admin = await signIn(app, 'root', 'admin')
+  await signIn(app, 'bob')
+
+  const profile = await newProfile(browser)
+  const page = await profile.newPage()
+  const problems = watchForPageErrors(page)
+  const consoleErrors: string[] = []
+  page.on('console', (message) => { if (message.type() === 'error') consoleErrors.push(message.text()) })
+
+  await t.test('a signed-out first load asks the API nothing and logs no error', async (t) => {
+    await page.goto(frontendUrl)
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor()
+    t.same(seen.filter((request) => request.path.startsWith('/api/auth/')), [], 'no /me, no /refresh')
+    t.same(consoleErrors, [], 'no red 401s in the console')
+  })
+
+  await t.test('a failed sign-in leaves the password selected, ready to retype', async (t) => {
+    await page.getByLabel('Username').fill(admin.username)
+    await page.getByLabel('Password').fill('not-the-password')
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    await waitForText(page.getByRole('alert'), 'don’t match')
+    t.equal(await focused(page), 'input password')
+    t.equal(await page.getByLabel('Password').evaluate((input: HTMLInputElement) => input.value.slice(input.selectionStart ?? 0, input.selectionEnd ?? 0)), 'not-the-password', 'the whole password is selected')
+    t.equal(await page.locator('#notice').isVisible(), false, 'the error shows once, in the form')
+  })
+
+  await t.test('the focus stays with the task after a toggle, a save, a cancel and "Keep it"', async (t) => {
+    await signInThroughForm(page, frontendUrl, admin.username, STRONG_PASSWORD)
+    await page.getByLabel('New task').fill('Water the plants')
+    await page.keyboard.press('Enter')
+    const item = page.getByRole('list', { name: 'Tasks' }).getByRole('listitem').filter({ hasText: 'Water the plants' })
+    await item.waitFor()
+
+    await item.getByRole('checkbox').focus()
+    await page.keyboard.press('Space')
+    await waitForText(item.locator('.task-meta'), 'Done')
+    t.equal(await focused(page), 'input Done: Water the plants', 'after a toggle: the same checkbox')
+
+    await item.getByRole('button', { name: 'Edit', exact: true }).click()
+    t.equal(await focused(page), 'input title', 'the edit form opens on its title')
+    await page.keyboard.type(' today')
+    await page.keyboard.press('Enter')
+    await item.getByText('Water the plants today').waitFor()
+    t.equal(await focused(page), 'button Edit', 'after a save: the Edit button')
+
+    await page.keyboard.press('Enter')
+    await item.getByRole('button', { name: 'Cancel' }).click()
+    t.equal(await focused(page), 'button Edit', 'after a cancel: the Edit button')
+
+    await item.getByRole('button', { name: 'Delete', exact: true }).click()
+    t.equal(await focused(page), 'button Keep it', 'the safe choice has the focus')
+    await page.keyboard.press('Enter')
+    t.equal(await focused(page), 'button Delete', 'after "Keep it": the Delete button')
+  })
+
+  await t.test('input borders and the focus ring stand out at least 3:1', async (t) => {
+    const ratios = await page.evaluate(() => {
+      const luminance = (color: string) => {
+        const [r, g, b] = (color.match(/\d+(\.\d+)?/g) ?? []).slice(0, 3).map(Number).map((value) => {
+          const channel = value / 255
+          return channel <= 0.03928 ? channel / 12.92 : ((channel + 0.055) / 1.055) ** 2.4
+        })
+        return 0.2126 * r! + 0.7152 * g! + 0.0722 * b!
+      }
+      const contrast = (a: string, b: string) => {
+        const [light, dark] = [luminance(a), luminance(b)].sort((x, y) => y - x)
+        return (light! + 0.05) / (dark! + 0.05)
+      }
+      const input = document.querySelector<HTMLInputElement>('input[name="title"]')!
+      const card = getComputedStyle(input.closest('.card')!).backgroundColor
+      const border = contrast(getComputedStyle(input).borderTopColor, card)
+      input.focus()
+      const ring = contrast(getComputedStyle(input).outlineColor, card)
+      return { border, ring }
+    })
+    t.ok(ratios.border >= 3, `input border ${ratios.border.toFixed(2)}:1`)
+    t.ok(ratios.ring >= 3, `focus ring ${ratios.ring.toFixed(2)}:1`)
+  })
+
+  await t.test('a role changes only after a confirmation', async (t) => {
+    await page.getByRole('link', { name: 'Users' }).click()
+    const role = page.getByLabel('Role of bob')
+    await role.selectOption('admin')
+    t.match(await textOf(page.getByRole('group', { name: 'Change role' })), /Make bob an admin\?/)
+    t.equal(await focused(page), 'button Cancel', 'the safe choice has the focus')
+    const roleOf = async () => (await app.db.select({ role: users.role }).from(users).where(eq(users.username, 'bob')))[0]?.role
+    t.equal(await roleOf(), 'user', 'nothing changed by picking')
+    await page.keyboard.press('Enter')
+    t.equal(await role.inputValue(), 'user', 'cancel puts the old role back')
+    t.equal(await focused(page), 'select Role of bob', 'and the focus on the role')
+    await role.selectOption('admin')
+    await page.getByRole('button', { name: 'Change role' }).click()
+    await waitForText(page.getByRole('status'), 'bob is now an admin')
+    t.equal(await roleOf(), 'admin')
+  })
+
+  t.same(problems, [], 'no script or CSP errors')
+})
+
+t.test('an origin the API does not allow is told apart from a network failure', { skip }, async (t) => {
+  const { frontendUrl } = await startStack(t, { corsOrigins: ['https://app.example.com'] })
+  const browser = await launchChromium(t)
+  const page = await (await newProfile(browser)).newPage()
+  await page.goto(`${frontendUrl}#/sign-in`)
+  await page.getByLabel('Username').fill('anyone')
+  await page.getByLabel('Password').fill(STRONG_PASSWORD)
+  await page.getByRole('button', { name: 'Sign in' }).click()
+  t.match(await waitForText(page.getByRole('alert'), 'CORS_ORIGINS'), /running but doesn’t accept requests from this page’s address/)
+})
