@@ -7,7 +7,7 @@ import fp from 'fastify-plugin'
 import type { Role } from '../src/db/schema.js'
 import { prepareActiveSessionUser, type Caller } from '../src/db/queries/sessions.js'
 import { recordAuditEvent } from '../src/db/queries/audit.js'
-import { ForbiddenRole, SessionRevoked, TokenExpired, TokenInvalid, TokenMissing } from '../src/errors.js'
+import { ForbiddenRole, RefreshInvalid, SessionRevoked, TokenExpired, TokenInvalid, TokenMissing } from '../src/errors.js'
 
 /** What an access token says. `typ` keeps any other token we might ever sign from passing as one. */
 export interface AccessClaims { sub: string, sid: string, role: Role, typ: 'access', jti: string }
@@ -33,7 +33,28 @@ declare module 'fastify' {
     signAccessToken: (user: { id: string, role: Role }, sessionId: string) => string
     setAuthCookies: (reply: FastifyReply, tokens: { accessToken: string, refreshToken?: string }) => void
     clearAuthCookies: (reply: FastifyReply) => void
+    /**
+     * The refresh cookie's value; undefined when absent or empty. Throws 401 REFRESH_INVALID when the
+     * request carries it more than once (a sibling subdomain can plant a second one).
+     */
+    readRefreshToken: (request: FastifyRequest) => string | undefined
   }
+}
+
+/**
+ * How many times a cookie name appears in the request's Cookie header. The parser keeps the first
+ * of duplicates, and a sibling subdomain (or a man in the middle on plain HTTP) can plant a cookie
+ * of the same name ahead of ours: whoever sends two gets neither.
+ */
+export function cookieCount (request: FastifyRequest, name: string): number {
+  const header = request.headers.cookie
+  if (header === undefined) return 0
+  let count = 0
+  for (const pair of header.split(';')) {
+    const equals = pair.indexOf('=')
+    if ((equals === -1 ? pair : pair.slice(0, equals)).trim() === name) count += 1
+  }
+  return count
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
@@ -77,6 +98,7 @@ export default fp(async (app) => {
   function readToken (request: FastifyRequest): string | undefined {
     const header = request.headers.authorization
     if (header !== undefined && /^Bearer(\s|$)/i.test(header)) return header.slice(6).trim()
+    if (cookieCount(request, config.accessCookieName) > 1) throw new TokenInvalid()
     return request.cookies[config.accessCookieName]
   }
 
@@ -144,6 +166,12 @@ export default fp(async (app) => {
   app.decorate('setAuthCookies', (reply: FastifyReply, tokens: { accessToken: string, refreshToken?: string }) => {
     reply.setCookie(config.accessCookieName, tokens.accessToken, accessCookie)
     if (tokens.refreshToken !== undefined) reply.setCookie(config.refreshCookieName, tokens.refreshToken, refreshCookie)
+  })
+
+  app.decorate('readRefreshToken', (request: FastifyRequest) => {
+    if (cookieCount(request, config.refreshCookieName) > 1) throw new RefreshInvalid()
+    const presented = request.cookies[config.refreshCookieName]
+    return presented === undefined || presented === '' ? undefined : presented
   })
 
   // Clearing repeats the attributes the cookie was set with; a browser only replaces a cookie whose

@@ -125,8 +125,8 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: UserEnvelope },
     },
   }, async (request, reply) => {
-    const presented = request.cookies[config.refreshCookieName]
-    if (presented === undefined || presented === '') throw new RefreshInvalid()
+    const presented = app.readRefreshToken(request)
+    if (presented === undefined) throw new RefreshInvalid()
     const outcome = await rotateRefreshToken(app.db, presented, config)
     switch (outcome.kind) {
       case 'invalid':
@@ -139,6 +139,10 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
         app.clearAuthCookies(reply)
         throw new RefreshReused()
       case 'grace':
+        // An audit row all the same: a theft inside the window must leave a trace.
+        await recordAuditEvent(app.db, request.log, {
+          type: 'refresh_grace', userId: outcome.user.id, ip: request.ip, detail: { sessionId: outcome.sessionId },
+        })
         // The browser already holds the newest refresh token: send only a new access cookie.
         app.setAuthCookies(reply, { accessToken: app.signAccessToken(outcome.user, outcome.sessionId) })
         return { user: outcome.user }

@@ -113,7 +113,13 @@ export async function rotateRefreshToken (db: Db, presented: string, limits: Ses
     }
     if (token.replacedAt !== null) {
       const replacedMsAgo = now.getTime() - token.replacedAt.getTime()
-      if (replacedMsAgo > limits.refreshReuseGrace * 1000) {
+      // Honoured only when its successor is the session's newest token: a tab that lost a race holds
+      // the token one step back, never two. Anything older is theft, however recent.
+      const [successor] = token.replacedBy === null
+        ? []
+        : await tx.select({ replacedAt: refreshTokens.replacedAt }).from(refreshTokens).where(eq(refreshTokens.tokenHash, token.replacedBy))
+      const isOneStepBack = successor !== undefined && successor.replacedAt === null
+      if (!isOneStepBack || replacedMsAgo > limits.refreshReuseGrace * 1000) {
         await tx.update(sessions).set({ revokedAt: now }).where(eq(sessions.id, session.id))
         return { kind: 'reused', sessionId: session.id, userId: session.userId }
       }
@@ -124,7 +130,7 @@ export async function rotateRefreshToken (db: Db, presented: string, limits: Ses
     if (!user) return { kind: 'invalid' }
     const next = newRefreshToken()
     const idleExpiresAt = secondsFromNow(limits.refreshTokenTtl, now.getTime())
-    await tx.update(refreshTokens).set({ replacedAt: now }).where(eq(refreshTokens.tokenHash, tokenHash))
+    await tx.update(refreshTokens).set({ replacedAt: now, replacedBy: next.tokenHash }).where(eq(refreshTokens.tokenHash, tokenHash))
     await tx.insert(refreshTokens).values({ tokenHash: next.tokenHash, sessionId: session.id })
     await tx.update(sessions).set({
       lastUsedAt: now,
