@@ -150,13 +150,14 @@ export default fp(async (app) => {
   app.decorate('signAccessToken', (user: { id: string, role: Role }, sessionId: string) =>
     app.jwt.sign({ sub: user.id, sid: sessionId, role: user.role, typ: 'access', jti: randomUUID() }))
 
-  // SameSite=None so a frontend on another site gets the cookies on credentialed fetches; it needs
-  // Secure, and Chromium sends such a cookie cross-site only when Partitioned (see README). Without
-  // Secure (plain-HTTP development) browsers refuse None, so Lax it is.
+  // SameSite=None (the default) so a frontend on another site gets the cookies on credentialed
+  // fetches; it needs Secure, and Chromium sends such a cookie cross-site only when Partitioned (see
+  // README). Without Secure (plain-HTTP development) browsers refuse None, so Lax is the default; a
+  // one-site deployment (Nginx serving frontend and API) may choose Lax or Strict (COOKIE_SAMESITE).
   const baseCookie: CookieSerializeOptions = {
     httpOnly: true,
     secure: config.cookieSecure,
-    sameSite: config.cookieSecure ? 'none' : 'lax',
+    sameSite: config.cookieSameSite,
     ...(config.cookiePartitioned ? { partitioned: true } : {}),
   }
   const accessCookie: CookieSerializeOptions = { ...baseCookie, path: '/', maxAge: config.accessTokenTtl }

@@ -13,7 +13,11 @@ export interface Config {
   readonly jwtSecret: string
   readonly jwtPreviousSecrets: readonly string[]
   readonly corsOrigins: readonly string[]
+  /** The API's own origins (PUBLIC_ORIGIN): what the CSRF check accepts besides CORS_ORIGINS, never `Host`. */
+  readonly publicOrigins: readonly string[]
   readonly cookieSecure: boolean
+  /** SameSite of the auth and device cookies: `none` for a frontend on another site, else `lax`/`strict`. */
+  readonly cookieSameSite: 'none' | 'lax' | 'strict'
   readonly cookiePartitioned: boolean
   readonly trustProxy: readonly string[]
   readonly accessTokenTtl: number
@@ -31,6 +35,8 @@ export interface Config {
   readonly logLevel: string
   readonly accessCookieName: string
   readonly refreshCookieName: string
+  /** The device cookie: a browser that signed in as a user before passes that user's per-account limit. */
+  readonly deviceCookieName: string
   readonly issuer: string
   readonly audience: string
 }
@@ -71,21 +77,60 @@ function readList (env: Env, name: string, fallback: readonly string[]): string[
   return raw.split(',').map((item) => item.trim()).filter((item) => item !== '')
 }
 
-function readOrigins (env: Env): string[] {
-  const origins = readList(env, 'CORS_ORIGINS', ['http://localhost:4100', 'http://127.0.0.1:4100'])
+const DEVELOPMENT_CORS_ORIGINS = ['http://localhost:4100', 'http://127.0.0.1:4100']
+
+/** Each origin must already be in the form a browser sends, as they are compared as exact strings. */
+function readOriginList (env: Env, name: string, fallback: readonly string[], isProduction: boolean): string[] {
+  const origins = readList(env, name, fallback)
   for (const origin of origins) {
-    // Origins are compared as exact strings, so each must already be in the form a browser sends.
     let parsed: URL
     try {
       parsed = new URL(origin)
     } catch {
-      throw new ConfigError('CORS_ORIGINS', `has "${origin}", which is not an origin like https://app.example.com`)
+      throw new ConfigError(name, `has "${origin}", which is not an origin like https://app.example.com`)
     }
     if (parsed.origin !== origin || !/^https?:$/.test(parsed.protocol)) {
-      throw new ConfigError('CORS_ORIGINS', `has "${origin}", which is not an origin like https://app.example.com (no path, no trailing slash)`)
+      throw new ConfigError(name, `has "${origin}", which is not an origin like https://app.example.com (no path, no trailing slash)`)
     }
+    // Cookies that ride along on a plain-HTTP origin can be read and replayed by anyone on the path.
+    if (isProduction && parsed.protocol !== 'https:') throw new ConfigError(name, `has "${origin}": only https origins are allowed when NODE_ENV=production`)
   }
   return origins
+}
+
+function readCorsOrigins (env: Env, isProduction: boolean): string[] {
+  if (isProduction) {
+    // The development default names localhost: in production it would be a mistake, never a choice.
+    const raw = env.CORS_ORIGINS?.trim()
+    if (raw === undefined || raw === '') throw new ConfigError('CORS_ORIGINS', 'must be set when NODE_ENV=production (the frontend\'s https origins)')
+    if (readList(env, 'CORS_ORIGINS', []).every((origin) => DEVELOPMENT_CORS_ORIGINS.includes(origin))) {
+      throw new ConfigError('CORS_ORIGINS', 'is the development default; set the frontend\'s https origins')
+    }
+    return readOriginList(env, 'CORS_ORIGINS', [], true)
+  }
+  return readOriginList(env, 'CORS_ORIGINS', DEVELOPMENT_CORS_ORIGINS, false)
+}
+
+/**
+ * The API's own origin, which the CSRF check accepts. Never taken from the request's Host header: a
+ * DNS-rebinding page names itself there. Outside production, the loopback names of PORT.
+ */
+function readPublicOrigins (env: Env, isProduction: boolean, port: number): string[] {
+  const raw = env.PUBLIC_ORIGIN?.trim()
+  if (raw === undefined || raw === '') {
+    if (isProduction) throw new ConfigError('PUBLIC_ORIGIN', 'must be set when NODE_ENV=production (the API\'s own https origin, e.g. https://api.example.com)')
+    return [`http://127.0.0.1:${port}`, `http://localhost:${port}`]
+  }
+  return readOriginList(env, 'PUBLIC_ORIGIN', [], isProduction)
+}
+
+function readSameSite (env: Env, cookieSecure: boolean): Config['cookieSameSite'] {
+  const raw = env.COOKIE_SAMESITE?.trim().toLowerCase()
+  if (raw === undefined || raw === '') return cookieSecure ? 'none' : 'lax'
+  if (raw !== 'none' && raw !== 'lax' && raw !== 'strict') throw new ConfigError('COOKIE_SAMESITE', `must be none, lax or strict, got "${raw}"`)
+  // Browsers drop a SameSite=None cookie that is not Secure.
+  if (raw === 'none' && !cookieSecure) throw new ConfigError('COOKIE_SAMESITE', 'cannot be none with COOKIE_SECURE=false (browsers refuse it)')
+  return raw
 }
 
 function byteLength (secret: string): number {
@@ -171,16 +216,20 @@ export function loadConfig (env: Env = process.env): Config {
   const redisUrl = env.REDIS_URL || undefined
   if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) throw new ConfigError('REDIS_URL', 'must be a redis:// or rediss:// URL')
 
+  const port = readInteger(env, 'PORT', 8086, 0, 65_535)
+
   const config: Config = {
     isProduction,
-    port: readInteger(env, 'PORT', 8086, 0, 65_535),
+    port,
     host: env.HOST || '127.0.0.1',
     databaseUrl: readDatabaseUrl(env),
     dataDir,
     jwtSecret: readSecret(env, isProduction, dataDir),
     jwtPreviousSecrets: readPreviousSecrets(env),
-    corsOrigins: readOrigins(env),
+    corsOrigins: readCorsOrigins(env, isProduction),
+    publicOrigins: readPublicOrigins(env, isProduction, port),
     cookieSecure,
+    cookieSameSite: readSameSite(env, cookieSecure),
     cookiePartitioned: cookieSecure && readBoolean(env, 'COOKIE_PARTITIONED', true),
     trustProxy: readList(env, 'TRUST_PROXY', []),
     accessTokenTtl,
@@ -192,13 +241,15 @@ export function loadConfig (env: Env = process.env): Config {
     migrateOnStart: readBoolean(env, 'MIGRATE_ON_START', true),
     redisUrl,
     rateLimitAllowList: readList(env, 'RATE_LIMIT_ALLOWLIST', []),
-    docs: readBoolean(env, 'DOCS', true),
+    // The docs describe every route to whoever asks: opt in for production.
+    docs: readBoolean(env, 'DOCS', !isProduction),
     frontendPort: readInteger(env, 'FRONTEND_PORT', 4100, 0, 65_535),
     logLevel,
     // `__Host-` pins the cookie to this host, path / and Secure; `__Secure-` requires Secure. Both
     // prefixes need Secure, so plain-HTTP development drops them.
     accessCookieName: cookieSecure ? '__Host-access_token' : 'access_token',
     refreshCookieName: cookieSecure ? '__Secure-refresh_token' : 'refresh_token',
+    deviceCookieName: cookieSecure ? '__Secure-device' : 'device',
     issuer: 'cookie-auth-api',
     audience: 'cookie-auth-api',
   }

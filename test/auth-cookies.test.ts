@@ -53,3 +53,14 @@ t.test('a request carrying the refresh or the access cookie twice is refused, ne
   const single = await app.inject({ method: 'POST', url: '/api/auth/refresh', headers: { cookie: `${REFRESH}=${alice.cookies[REFRESH]}` } })
   t.equal(single.json().user.id, alice.id)
 })
+
+t.test('COOKIE_SAMESITE=strict (the one-site setup) sets SameSite=Strict on the auth cookies, clearing included', async (t) => {
+  const app = await buildTestApp(t, {}, { env: { COOKIE_SAMESITE: 'strict' } })
+  const alice = await signIn(app)
+  const login = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: alice.username, password: STRONG_PASSWORD } })
+  const lines = setCookieLines(login)
+  t.match(lines[0], /^__Host-access_token=[^;]+; Max-Age=900; Path=\/; HttpOnly; Secure; Partitioned; SameSite=Strict$/)
+  t.match(lines[1], /^__Secure-refresh_token=[^;]+; Max-Age=1209600; Path=\/api\/auth; HttpOnly; Secure; Partitioned; SameSite=Strict$/)
+  const logout = await app.inject({ method: 'POST', url: '/api/auth/logout', cookies: cookiesFrom(login) })
+  t.ok(setCookieLines(logout).every((line) => line.endsWith('SameSite=Strict')), 'cleared with the same attributes')
+})

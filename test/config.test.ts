@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process'
 import { ConfigError, loadConfig } from '../src/config.js'
 
 const STRONG = 'x'.repeat(32)
+const PRODUCTION_ORIGINS = { CORS_ORIGINS: 'https://app.example.com', PUBLIC_ORIGIN: 'https://api.example.com' }
 
 function refusal (env: Record<string, string>): string | undefined {
   try {
@@ -46,9 +47,39 @@ t.test('production refuses a missing or short JWT_SECRET and COOKIE_SECURE=false
   t.match(refusal({ NODE_ENV: 'production' }), /JWT_SECRET is required/)
   t.match(refusal({ NODE_ENV: 'production', JWT_SECRET: 'short-secret' }), /JWT_SECRET must be at least 32 bytes/)
   t.match(refusal({ NODE_ENV: 'production', JWT_SECRET: STRONG, COOKIE_SECURE: 'false' }), /COOKIE_SECURE/)
-  t.equal(refusal({ NODE_ENV: 'production', JWT_SECRET: STRONG }), undefined)
+  t.equal(refusal({ NODE_ENV: 'production', JWT_SECRET: STRONG, ...PRODUCTION_ORIGINS }), undefined)
   t.match(refusal({ JWT_SECRET: 'short' }), /JWT_SECRET must be at least 32 bytes/, 'a short secret is refused outside production too')
   t.match(refusal({ JWT_PREVIOUS_SECRETS: `${STRONG},short` }), /JWT_PREVIOUS_SECRETS/)
+})
+
+t.test('production: CORS_ORIGINS explicit and https only, PUBLIC_ORIGIN required, DOCS off unless asked', async (t) => {
+  const production = { NODE_ENV: 'production', JWT_SECRET: STRONG }
+  t.match(refusal({ ...production, PUBLIC_ORIGIN: 'https://api.example.com' }), /^Invalid configuration: CORS_ORIGINS must be set when NODE_ENV=production/)
+  t.match(refusal({ ...production, PUBLIC_ORIGIN: 'https://api.example.com', CORS_ORIGINS: 'http://localhost:4100,http://127.0.0.1:4100' }),
+    /^Invalid configuration: CORS_ORIGINS is the development default/, 'the localhost default, spelled out, is refused too')
+  t.match(refusal({ ...production, PUBLIC_ORIGIN: 'https://api.example.com', CORS_ORIGINS: 'https://app.example.com,http://app.example.com' }),
+    /^Invalid configuration: CORS_ORIGINS has "http:\/\/app.example.com": only https origins/)
+  t.match(refusal({ ...production, CORS_ORIGINS: 'https://app.example.com' }), /^Invalid configuration: PUBLIC_ORIGIN must be set when NODE_ENV=production/)
+  t.match(refusal({ ...production, CORS_ORIGINS: 'https://app.example.com', PUBLIC_ORIGIN: 'http://api.example.com' }), /^Invalid configuration: PUBLIC_ORIGIN has .*only https/)
+  const config = loadConfig({ ...production, ...PRODUCTION_ORIGINS, DATA_DIR: 'memory://' })
+  t.same(config.corsOrigins, ['https://app.example.com'])
+  t.same(config.publicOrigins, ['https://api.example.com'])
+  t.equal(config.docs, false, 'DOCS defaults to false in production')
+  t.equal(loadConfig({ ...production, ...PRODUCTION_ORIGINS, DATA_DIR: 'memory://', DOCS: 'true' }).docs, true, 'unless asked for')
+  t.equal(loadConfig({ DATA_DIR: 'memory://' }).docs, true, 'and true outside production')
+})
+
+t.test('PUBLIC_ORIGIN defaults to the loopback names of PORT outside production', async (t) => {
+  t.same(loadConfig({ DATA_DIR: 'memory://', PORT: '9001' }).publicOrigins, ['http://127.0.0.1:9001', 'http://localhost:9001'])
+  t.same(loadConfig({ DATA_DIR: 'memory://', PUBLIC_ORIGIN: 'http://dev.example.test:8086' }).publicOrigins, ['http://dev.example.test:8086'])
+})
+
+t.test('COOKIE_SAMESITE: none by default with Secure, lax without; lax and strict on request; none without Secure refused', async (t) => {
+  t.equal(loadConfig({ DATA_DIR: 'memory://' }).cookieSameSite, 'none')
+  t.equal(loadConfig({ DATA_DIR: 'memory://', COOKIE_SECURE: 'false' }).cookieSameSite, 'lax')
+  t.equal(loadConfig({ DATA_DIR: 'memory://', COOKIE_SAMESITE: 'Strict' }).cookieSameSite, 'strict')
+  t.equal(loadConfig({ DATA_DIR: 'memory://', COOKIE_SAMESITE: 'lax' }).cookieSameSite, 'lax')
+  t.match(refusal({ COOKIE_SAMESITE: 'none', COOKIE_SECURE: 'false' }), /^Invalid configuration: COOKIE_SAMESITE cannot be none with COOKIE_SECURE=false/)
 })
 
 t.test('each bad value stops the start with a line naming its variable', async (t) => {
@@ -57,7 +88,8 @@ t.test('each bad value stops the start with a line naming its variable', async (
     ['SESSION_MAX_AGE', 'forever'], ['REFRESH_REUSE_GRACE', 'x'], ['COOKIE_SECURE', 'yes please'],
     ['COOKIE_PARTITIONED', 'maybe'], ['MIGRATE_ON_START', '2'], ['DOCS', 'on'], ['LOG_LEVEL', 'loud'],
     ['DATABASE_URL', 'mysql://x'], ['REDIS_URL', 'http://x'], ['CORS_ORIGINS', 'https://a.example/'],
-    ['CORS_ORIGINS', 'a.example'], ['FRONTEND_PORT', 'x'],
+    ['CORS_ORIGINS', 'a.example'], ['FRONTEND_PORT', 'x'], ['PUBLIC_ORIGIN', 'https://api.example/'],
+    ['PUBLIC_ORIGIN', 'api.example'], ['COOKIE_SAMESITE', 'sometimes'],
   ]
   for (const [variable, value] of cases) {
     const message = refusal({ [variable]: value })

@@ -37,6 +37,9 @@ t.test('the Nginx template keeps the rules the API relies on', async (t) => {
   t.ok(directives.includes('keepalive 32;'), 'keep-alive connections to the instances')
   t.ok(directives.includes('proxy_set_header X-Forwarded-For $remote_addr;'), 'X-Forwarded-For is replaced, not appended to')
   t.ok(directives.includes('proxy_set_header X-Forwarded-Proto $scheme;'))
+  // eslint-disable-next-line no-template-curly-in-string -- the template's own placeholder
+  t.ok(directives.includes('return 301 https://$server_name:${HTTPS_PORT}$request_uri;'), 'the redirect never follows the client\'s Host')
+  t.notOk(directives.some((line) => line.startsWith('return 301') && line.includes('$host')))
 })
 
 t.test('compose.yaml: the services, their health checks, two API replicas, and no inline secret', async (t) => {
@@ -72,6 +75,8 @@ t.test('compose.yaml: the services, their health checks, two API replicas, and n
   t.equal(migrate.depends_on?.postgres?.condition, 'service_healthy')
   t.equal(nginx.depends_on?.api?.condition, 'service_healthy')
   t.equal(String(api.environment?.MIGRATE_ON_START), 'false', 'the API does not migrate: its role cannot')
+  t.match(String(api.environment?.PUBLIC_ORIGIN), /^https:\/\//, 'the API knows its own https origin (production requires it)')
+  t.match(String(api.environment?.CORS_ORIGINS), /:\?/, 'CORS_ORIGINS must be set in deploy/.env (production requires it)')
   const published = (nginx.ports ?? []).map(String)
   t.ok(published.some((port) => /(^|:)80$/.test(port)) && published.some((port) => /(^|:)443$/.test(port)), 'Nginx publishes 80 and 443')
   for (const name of ['postgres', 'migrate', 'api'] as const) t.notOk(services[name]?.ports, `${name} publishes no port`)
@@ -234,6 +239,7 @@ t.test('the real Nginx config in front of two API instances on Postgres', { skip
     MIGRATE_ON_START: 'false',
     TRUST_PROXY: '127.0.0.1',
     CORS_ORIGINS: 'https://app.example.test',
+    PUBLIC_ORIGIN: `https://localhost:${httpsPort}`,
     DOCS: 'false',
     LOG_LEVEL: 'info',
     // The rolling-restart client (127.0.0.5) sends thousands of requests in seconds: that scenario is
@@ -348,6 +354,19 @@ t.test('the real Nginx config in front of two API instances on Postgres', { skip
     t.equal(home.body, readFileSync(join(frontendRoot, 'index.html'), 'utf8'), 'the file itself')
     t.equal(home.headers['cache-control'], 'no-cache', 'revalidated on each load')
     t.equal(home.headers['access-control-allow-origin'], undefined)
+    // The page may not be framed: frame-ancestors only works as a header.
+    t.match(home.headers['content-security-policy'], /frame-ancestors 'none'/)
+    t.match(home.headers['content-security-policy'], /default-src 'none'/)
+    t.equal(home.headers['x-frame-options'], 'DENY')
+    t.equal(home.headers['referrer-policy'], 'strict-origin-when-cross-origin')
+    t.equal(home.count('content-security-policy'), 1)
+    t.equal(home.headers['strict-transport-security'], 'max-age=63072000; includeSubDomains', 'HSTS kept beside the page headers')
+  })
+
+  t.test('the :80 redirect ignores a forged Host', async (t) => {
+    const answer = await request({ port: httpPort, path: '/', headers: { host: 'evil.example' } })
+    t.equal(answer.status, 301)
+    t.equal(answer.headers.location, `https://localhost:${httpsPort}/`)
   })
 
   // gzip: on any compressible file big enough to be worth it (the frontend is being written).

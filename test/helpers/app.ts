@@ -66,7 +66,11 @@ export async function buildTestApp (t: TestContext, overrides: Partial<Config> =
   const app = await buildApp({
     config,
     pressure: options.pressure ?? { maxEventLoopDelay: 0 },
-    ...(options.logs === undefined ? {} : { fastify: { logger: { level: 'info', stream: options.logs, redact: { paths: LOG_REDACTIONS, censor: '[redacted]' } } } }),
+    fastify: {
+      // A new in-memory PGlite takes seconds on a loaded machine; Fastify's 10 s plugin deadline is not what these tests are about.
+      pluginTimeout: 120_000,
+      ...(options.logs === undefined ? {} : { logger: { level: 'info', stream: options.logs, redact: { paths: LOG_REDACTIONS, censor: '[redacted]' } } }),
+    },
   })
   // Teardowns run last-in first-out: the app closes before its database is dropped.
   t.teardown(() => app.close())
