@@ -12,6 +12,7 @@ import dbBreakerPlugin from '../plugins/db-breaker.js'
 import pressurePlugin, { type PressureOptions } from '../plugins/pressure.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
 import authPlugin from '../plugins/auth.js'
+import accountLimitPlugin from '../plugins/account-limit.js'
 import docsPlugin from '../plugins/docs.js'
 import authRoutes from '../routes/auth.js'
 import healthRoutes from '../routes/health.js'
@@ -80,6 +81,7 @@ export async function buildApp ({ config, database, fastify = {}, pressure = {} 
   await app.register(dbBreakerPlugin)
   await app.register(rateLimitPlugin)
   await app.register(authPlugin)
+  await app.register(accountLimitPlugin)
   await app.register(docsPlugin)
 
   await app.register(healthRoutes, { prefix: '/api/health' })
