@@ -9,6 +9,7 @@ import corsPlugin from '../plugins/cors.js'
 import csrfPlugin from '../plugins/csrf.js'
 import dbPlugin from '../plugins/db.js'
 import dbBreakerPlugin from '../plugins/db-breaker.js'
+import purgePlugin from '../plugins/purge.js'
 import pressurePlugin, { type PressureOptions } from '../plugins/pressure.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
 import authPlugin from '../plugins/auth.js'
@@ -79,6 +80,7 @@ export async function buildApp ({ config, database, fastify = {}, pressure = {} 
   await app.register(csrfPlugin)
   await app.register(dbPlugin, database === undefined ? {} : { database })
   await app.register(dbBreakerPlugin)
+  await app.register(purgePlugin)
   await app.register(rateLimitPlugin)
   await app.register(authPlugin)
   await app.register(accountLimitPlugin)
