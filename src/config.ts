@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 export interface Config {
@@ -133,6 +133,16 @@ function readSameSite (env: Env, cookieSecure: boolean): Config['cookieSameSite'
   return raw
 }
 
+/**
+ * DATA_DIR holds the embedded database (password hashes, sessions) and the development secret: only
+ * the service user may enter it. Created 0700; an existing one that group or others can reach stops
+ * the start rather than be used.
+ */
+export function assertPrivateDataDir (dataDir: string): void {
+  const mode = statSync(dataDir).mode & 0o777
+  if ((mode & 0o077) !== 0) throw new ConfigError('DATA_DIR', `${dataDir} has mode 0${mode.toString(8)}, open to group or others: chmod 700 ${dataDir}`)
+}
+
 function byteLength (secret: string): number {
   return Buffer.byteLength(secret, 'utf8')
 }
@@ -144,12 +154,18 @@ function byteLength (secret: string): number {
 function developmentSecret (dataDir: string): string {
   if (dataDir.startsWith('memory://')) return randomBytes(MIN_SECRET_BYTES).toString('base64url')
   const file = join(dataDir, DEV_SECRET_FILE)
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+  assertPrivateDataDir(dataDir)
   try {
-    return readFileSync(file, 'utf8').trim()
+    // Checked like a production secret: private to the service user, and long enough.
+    const mode = statSync(file).mode & 0o777
+    if ((mode & 0o077) !== 0) throw new ConfigError('DATA_DIR', `holds ${DEV_SECRET_FILE} with mode 0${mode.toString(8)}, readable beyond its owner: chmod 600 ${file}`)
+    const secret = readFileSync(file, 'utf8').trim()
+    if (byteLength(secret) < MIN_SECRET_BYTES) throw new ConfigError('DATA_DIR', `holds a ${DEV_SECRET_FILE} under ${MIN_SECRET_BYTES} bytes: delete ${file} to generate a new one`)
+    return secret
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
   }
-  mkdirSync(dataDir, { recursive: true })
   const secret = randomBytes(48).toString('base64url')
   // 0600: the secret signs every session; only the service user may read it.
   writeFileSync(file, secret + '\n', { mode: 0o600, flag: 'wx' })

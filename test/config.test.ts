@@ -1,9 +1,10 @@
 import t from 'tap'
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { ConfigError, loadConfig } from '../src/config.js'
+import { openDatabase } from '../src/db/client.js'
 
 const STRONG = 'x'.repeat(32)
 const PRODUCTION_ORIGINS = { CORS_ORIGINS: 'https://app.example.com', PUBLIC_ORIGIN: 'https://api.example.com' }
@@ -130,4 +131,31 @@ t.test('the server refuses to start in production without a secret, with one cle
   t.equal(status, 1)
   t.match(stderr.trim(), /^Invalid configuration: JWT_SECRET is required when NODE_ENV=production/)
   t.equal(stderr.trim().split('\n').length, 1)
+})
+
+t.test('DATA_DIR is created 0700 and refused when group or others can reach it; the dev secret is checked like a real one', async (t) => {
+  const parent = mkdtempSync(join(tmpdir(), 'cfg-'))
+  t.teardown(() => rmSync(parent, { recursive: true, force: true }))
+  const previousUmask = process.umask(0o022)
+  t.teardown(() => { process.umask(previousUmask) })
+  const fresh = join(parent, 'fresh', 'data')
+  loadConfig({ DATA_DIR: fresh })
+  t.equal(statSync(fresh).mode & 0o777, 0o700, 'created private even with umask 022')
+
+  const open = join(parent, 'open')
+  mkdirSync(open, { mode: 0o755 })
+  chmodSync(open, 0o755)
+  t.match(refusal({ DATA_DIR: open }), /^Invalid configuration: DATA_DIR .* has mode 0755, open to group or others: chmod 700/)
+  await t.rejects(openDatabase({ databaseUrl: undefined, dataDir: open }), ConfigError, 'the embedded database refuses it too, before opening')
+
+  const readable = join(parent, 'readable')
+  mkdirSync(readable, { mode: 0o700 })
+  writeFileSync(join(readable, 'jwt-secret'), 'y'.repeat(48) + '\n', { mode: 0o644 })
+  chmodSync(join(readable, 'jwt-secret'), 0o644)
+  t.match(refusal({ DATA_DIR: readable }), /^Invalid configuration: DATA_DIR holds jwt-secret with mode 0644/)
+
+  const short = join(parent, 'short')
+  mkdirSync(short, { mode: 0o700 })
+  writeFileSync(join(short, 'jwt-secret'), 'too-short\n', { mode: 0o600 })
+  t.match(refusal({ DATA_DIR: short }), /^Invalid configuration: DATA_DIR holds a jwt-secret under 32 bytes/)
 })

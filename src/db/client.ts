@@ -9,6 +9,7 @@ import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator'
 import postgres from 'postgres'
+import { assertPrivateDataDir } from '../config.js'
 import { projectRoot } from '../paths.js'
 import * as schema from './schema.js'
 
@@ -251,7 +252,10 @@ function openPostgres (url: string, poolSize: number): Database {
 
 async function openEmbedded (dataDir: string): Promise<Database> {
   const inMemory = dataDir.startsWith('memory://')
-  if (!inMemory) await mkdir(dataDir, { recursive: true })
+  if (!inMemory) {
+    await mkdir(dataDir, { recursive: true, mode: 0o700 })
+    assertPrivateDataDir(dataDir)
+  }
   const client = await PGlite.create(inMemory ? undefined : join(dataDir, 'pglite'))
   const db = drizzlePglite({ client, schema })
   return {
