@@ -559,12 +559,23 @@ t.test('the real Nginx config in front of two API instances on Postgres', { skip
       ['create a schema', 'create schema intruder'],
       ['create a temporary table', 'create temporary table intruder (id int)'],
       ['read the migration journal', 'select * from drizzle.__drizzle_migrations'],
+      // The audit log is append-only for the runtime role.
+      ['rewrite the audit log', "update audit_events set type = 'nothing_happened'"],
+      ['delete from the audit log', 'delete from audit_events'],
     ]
     for (const [label, statement] of refusals) {
       await t.rejects(appSql.unsafe(statement), { code: '42501' }, `it cannot ${label}`)
     }
     const [tables] = await ownerSql<Array<{ n: number }>>`select count(*)::int as n from information_schema.tables where table_schema = 'public'`
-    t.equal(tables?.n, 5, 'the schema is as the migrations left it')
+    t.equal(tables?.n, 6, 'the schema is as the migrations left it')
+    const [events] = await appSql<Array<{ n: number }>>`select count(*)::int as n from audit_events`
+    t.ok((events?.n ?? 0) > 0, 'it reads the audit log')
+    await appSql`insert into audit_events (type, detail) values ('deploy_check', '{}'::jsonb)`
+    t.pass('it appends to the audit log')
+    // Running roles.sql again (a password rotation) grants on every table: the audit log stays append-only.
+    run('psql', [serverUrl, '-X', '-q', '-v', `owner_role=${names.owner}`, '-v', `app_role=${names.app}`, '-v', `db_name=${names.db}`,
+      '-v', `owner_password=${passwords.owner}`, '-v', `app_password=${passwords.app}`, '-f', join(deploy, 'db', 'roles.sql')], { cwd: root })
+    await t.rejects(appSql`delete from audit_events`, { code: '42501' }, 'still append-only after roles.sql ran again')
   })
 
   t.teardown(() => { t.comment(`live deployment checks took ${Date.now() - started} ms`) })

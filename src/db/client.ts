@@ -214,6 +214,22 @@ function watchableTarget (url: string): { host: string, port: number } | undefin
   return { host: decodeURIComponent(parsed.hostname).replace(/^\[|\]$/g, ''), port: parsed.port === '' ? 5432 : Number(parsed.port) }
 }
 
+/**
+ * The audit log is append-only for every role but its owner: whatever grants a migration (or the
+ * default privileges of deploy/db/roles.sql) gave, no other role may update, delete or truncate its
+ * rows. Run by the migrating role (the owner) after each migration, so it stays true across them.
+ */
+async function keepAuditAppendOnly (client: postgres.Sql): Promise<void> {
+  const grantees = await client<Array<{ grantee: string }>>`
+    select distinct grantee from information_schema.role_table_grants
+    where table_schema = 'public' and table_name = 'audit_events'
+      and privilege_type in ('UPDATE', 'DELETE', 'TRUNCATE')
+      and grantee <> (select pg_get_userbyid(relowner) from pg_class where oid = 'public.audit_events'::regclass)`
+  for (const { grantee } of grantees) {
+    await client.unsafe(`revoke update, delete, truncate on table public.audit_events from ${grantee === 'PUBLIC' ? 'public' : `"${grantee.replaceAll('"', '""')}"`}`)
+  }
+}
+
 function openPostgres (url: string, poolSize: number): Database {
   const target = watchableTarget(url)
   const client = postgres(url, {
@@ -241,6 +257,7 @@ function openPostgres (url: string, poolSize: number): Database {
       try {
         await lockClient`select pg_advisory_lock(${MIGRATION_LOCK_ID})`
         await migratePostgres(drizzlePostgres({ client: lockClient }), { migrationsFolder: migrationsFolder() })
+        await keepAuditAppendOnly(lockClient)
         await lockClient`select pg_advisory_unlock(${MIGRATION_LOCK_ID})`
       } finally {
         await lockClient.end({ timeout: 5 })
