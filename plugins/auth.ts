@@ -1,5 +1,5 @@
-import { randomUUID } from 'node:crypto'
-import cookie from '@fastify/cookie'
+import { createHmac, randomBytes, randomUUID } from 'node:crypto'
+import cookie, { Signer } from '@fastify/cookie'
 import jwt from '@fastify/jwt'
 import type { CookieSerializeOptions } from '@fastify/cookie'
 import type { FastifyReply, FastifyRequest } from 'fastify'
@@ -7,7 +7,7 @@ import fp from 'fastify-plugin'
 import type { Role } from '../src/db/schema.js'
 import { prepareActiveSessionUser, type Caller } from '../src/db/queries/sessions.js'
 import type { UserRow } from '../src/db/queries/users.js'
-import { ForbiddenRole, SessionRevoked, TokenExpired, TokenInvalid, TokenMissing } from '../src/errors.js'
+import { ForbiddenRole, RefreshInvalid, SessionRevoked, TokenExpired, TokenInvalid, TokenMissing } from '../src/errors.js'
 import { isUuid } from '../src/rules.js'
 
 /** What an access token says. `typ` keeps any other token we might ever sign from passing as one. */
@@ -34,7 +34,45 @@ declare module 'fastify' {
     signAccessToken: (user: { id: string, role: Role }, sessionId: string) => string
     setAuthCookies: (reply: FastifyReply, tokens: { accessToken: string, refreshToken?: string }) => void
     clearAuthCookies: (reply: FastifyReply) => void
+    /**
+     * The refresh cookie's value; undefined when absent or empty. Throws 401 REFRESH_INVALID when the
+     * request carries it more than once (a sibling subdomain can plant a second one).
+     */
+    readRefreshToken: (request: FastifyRequest) => string | undefined
+    /**
+     * After a successful sign-in in a browser (password, passkey, identity provider): marks this
+     * browser as one that signed in as `userId`, so that user's per-account limit does not stop it.
+     */
+    setDeviceCookie: (request: FastifyRequest, reply: FastifyReply, userId: string) => void
+    /** The session id in a valid access cookie (never a Bearer header), for a sign-in that replaces it. */
+    readAccessCookieSession: (request: FastifyRequest) => string | undefined
+    /** The browser's valid device cookie, if it has one (and only one). */
+    readDeviceCookie: (request: FastifyRequest) => DeviceCookie | undefined
   }
+}
+
+export interface DeviceCookie { readonly userId: string, readonly deviceId: string }
+
+// One year: long enough that a returning user's browser is still known after a holiday.
+const DEVICE_COOKIE_MAX_AGE = 365 * 24 * 60 * 60
+
+/** The device cookies' signing key, derived from a JWT key so that no second secret has to be kept. */
+const deviceKey = (jwtSecret: string) => createHmac('sha256', jwtSecret).update('cookie-auth-api device cookie').digest('base64url')
+
+/**
+ * How many times a cookie name appears in the request's Cookie header. The parser keeps the first
+ * of duplicates, and a sibling subdomain (or a man in the middle on plain HTTP) can plant a cookie
+ * of the same name ahead of ours: whoever sends two gets neither.
+ */
+export function cookieCount (request: FastifyRequest, name: string): number {
+  const header = request.headers.cookie
+  if (header === undefined) return 0
+  let count = 0
+  for (const pair of header.split(';')) {
+    const equals = pair.indexOf('=')
+    if ((equals === -1 ? pair : pair.slice(0, equals)).trim() === name) count += 1
+  }
+  return count
 }
 
 export default fp(async (app) => {
@@ -76,6 +114,7 @@ export default fp(async (app) => {
   function readToken (request: FastifyRequest): string | undefined {
     const header = request.headers.authorization
     if (header !== undefined && /^Bearer(\s|$)/i.test(header)) return header.slice(6).trim()
+    if (cookieCount(request, config.accessCookieName) > 1) throw new TokenInvalid()
     return request.cookies[config.accessCookieName]
   }
 
@@ -123,13 +162,14 @@ export default fp(async (app) => {
   app.decorate('signAccessToken', (user: { id: string, role: Role }, sessionId: string) =>
     app.jwt.sign({ sub: user.id, sid: sessionId, role: user.role, typ: 'access', jti: randomUUID() }))
 
-  // SameSite=None so a frontend on another site gets the cookies on credentialed fetches; it needs
-  // Secure, and Chromium sends such a cookie cross-site only when Partitioned (see README). Without
-  // Secure (plain-HTTP development) browsers refuse None, so Lax it is.
+  // SameSite=None (the default) so a frontend on another site gets the cookies on credentialed
+  // fetches; it needs Secure, and Chromium sends such a cookie cross-site only when Partitioned (see
+  // README). Without Secure (plain-HTTP development) browsers refuse None, so Lax is the default; a
+  // one-site deployment (Nginx serving frontend and API) may choose Lax or Strict (COOKIE_SAMESITE).
   const baseCookie: CookieSerializeOptions = {
     httpOnly: true,
     secure: config.cookieSecure,
-    sameSite: config.cookieSecure ? 'none' : 'lax',
+    sameSite: config.cookieSameSite,
     ...(config.cookiePartitioned ? { partitioned: true } : {}),
   }
   const accessCookie: CookieSerializeOptions = { ...baseCookie, path: '/', maxAge: config.accessTokenTtl }
@@ -139,6 +179,48 @@ export default fp(async (app) => {
   app.decorate('setAuthCookies', (reply: FastifyReply, tokens: { accessToken: string, refreshToken?: string }) => {
     reply.setCookie(config.accessCookieName, tokens.accessToken, accessCookie)
     if (tokens.refreshToken !== undefined) reply.setCookie(config.refreshCookieName, tokens.refreshToken, refreshCookie)
+  })
+
+  app.decorate('readAccessCookieSession', (request: FastifyRequest) => {
+    if (cookieCount(request, config.accessCookieName) !== 1) return undefined
+    const token = request.cookies[config.accessCookieName]
+    if (token === undefined || token === '') return undefined
+    try {
+      const claims = verifyToken(token)
+      return claims.typ === 'access' && isUuid(claims.sid) ? claims.sid : undefined
+    } catch {
+      return undefined
+    }
+  })
+
+  app.decorate('readRefreshToken', (request: FastifyRequest) => {
+    if (cookieCount(request, config.refreshCookieName) > 1) throw new RefreshInvalid()
+    const presented = request.cookies[config.refreshCookieName]
+    return presented === undefined || presented === '' ? undefined : presented
+  })
+
+  // Device cookies (OWASP): HMAC-signed `<userId>.<deviceId>`, so one cannot be forged for an account.
+  // Signed with the current key, accepted under a previous one (JWT_PREVIOUS_SECRETS) too.
+  const deviceSigner = new Signer([config.jwtSecret, ...config.jwtPreviousSecrets].map(deviceKey))
+  const deviceCookie: CookieSerializeOptions = { ...baseCookie, path: '/api/auth', maxAge: DEVICE_COOKIE_MAX_AGE }
+
+  function readDeviceCookie (request: FastifyRequest): DeviceCookie | undefined {
+    if (cookieCount(request, config.deviceCookieName) !== 1) return undefined
+    const raw = request.cookies[config.deviceCookieName]
+    if (raw === undefined || raw === '') return undefined
+    const unsigned = deviceSigner.unsign(raw)
+    if (!unsigned.valid || unsigned.value === null) return undefined
+    const [userId = '', deviceId = ''] = unsigned.value.split('.')
+    if (!isUuid(userId) || !/^[\w-]{16,64}$/.test(deviceId)) return undefined
+    return { userId, deviceId }
+  }
+  app.decorate('readDeviceCookie', readDeviceCookie)
+
+  app.decorate('setDeviceCookie', (request: FastifyRequest, reply: FastifyReply, userId: string) => {
+    const known = readDeviceCookie(request)
+    // The same browser keeps its id (and its own failure count); another user's gets a new one.
+    const deviceId = known !== undefined && known.userId === userId ? known.deviceId : randomBytes(16).toString('base64url')
+    reply.setCookie(config.deviceCookieName, deviceSigner.sign(`${userId}.${deviceId}`), deviceCookie)
   })
 
   // Clearing repeats the attributes the cookie was set with; a browser only replaces a cookie whose

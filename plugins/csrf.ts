@@ -1,4 +1,3 @@
-import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { CsrfOrigin } from '../src/errors.js'
 
@@ -14,15 +13,17 @@ function originOf (url: string): string | undefined {
 
 /**
  * SameSite=None cookies ride along on cross-site requests, so every state-changing request proves
- * where it comes from: its Origin must be allowed (or the API's own). Browsers without Origin are
+ * where it comes from: its Origin must be allowed (or the API's own, PUBLIC_ORIGIN). Browsers without Origin are
  * judged by Sec-Fetch-Site, then Referer. A caller that sends none of them is not a browser, and a
  * non-browser cannot be made to carry someone's cookies. Runs in onRequest: nothing is parsed, hashed
  * or written before it.
  */
 export default fp(async (app) => {
-  const allowed = new Set(app.config.corsOrigins)
-  const isAllowed = (origin: string, request: FastifyRequest) =>
-    allowed.has(origin) || origin === `${request.protocol}://${request.host}`
+  // The API's own origin comes from PUBLIC_ORIGIN, never from the Host header: a DNS-rebinding page
+  // (evil.example resolving to 127.0.0.1) sends `Host: evil.example` and `Origin: http://evil.example`,
+  // which would match each other.
+  const allowed = new Set([...app.config.corsOrigins, ...app.config.publicOrigins])
+  const isAllowed = (origin: string) => allowed.has(origin)
 
   app.addHook('onRequest', async (request) => {
     if (!STATE_CHANGING.has(request.method)) return
@@ -30,12 +31,12 @@ export default fp(async (app) => {
     const fetchSite = request.headers['sec-fetch-site']
     let refused: string | undefined
     if (origin !== undefined) {
-      if (!isAllowed(origin, request)) refused = `origin ${origin}`
+      if (!isAllowed(origin)) refused = `origin ${origin}`
     } else if (fetchSite === 'cross-site' || fetchSite === 'same-site') {
       refused = `sec-fetch-site ${fetchSite}`
     } else if (referer !== undefined) {
       const refererOrigin = originOf(referer)
-      if (refererOrigin === undefined || !isAllowed(refererOrigin, request)) refused = 'referer'
+      if (refererOrigin === undefined || !isAllowed(refererOrigin)) refused = 'referer'
     }
     if (refused !== undefined) {
       request.log.warn({ reason: refused }, 'cross-site request refused')

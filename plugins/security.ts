@@ -24,6 +24,13 @@ export default fp(async (app) => {
     referrerPolicy: { policy: 'no-referrer' },
   })
 
+  // API answers carry tokens, users and sessions: no browser, proxy or CDN may keep one (`/token`'s
+  // answer is a credential). Set before anything can answer, so errors and preflights carry it too.
+  // The docs' static files (scripts, styles) set their own caching and may be kept.
+  app.addHook('onRequest', async (request, reply) => {
+    if (request.url.startsWith('/api') && !request.url.startsWith('/api/docs/static/')) reply.header('cache-control', 'no-store')
+  })
+
   // Fastify also parses text/plain by default. A text/plain POST is a "simple" request that a
   // browser sends cross-site without a preflight; refusing it (415) closes that door for good.
   app.removeContentTypeParser('text/plain')

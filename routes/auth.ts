@@ -1,8 +1,9 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { accountKeyOfName, accountKeyOfUser } from '../plugins/account-limit.js'
 import { recordAuditEvent } from '../src/db/queries/audit.js'
 import {
-  createBrowserSession, createTokenSession, listActiveSessions, revokeAllSessions, revokeSession, rotateRefreshToken,
+  createBrowserSession, createTokenSession, listActiveSessions, revokeAllSessions, revokePresentedSession, revokeSession, rotateRefreshToken,
   type ClientInfo,
 } from '../src/db/queries/sessions.js'
 import { createUser, findUserWithHashById, findUserWithHashByName, setPasswordHash, type UserRow } from '../src/db/queries/users.js'
@@ -40,12 +41,16 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
    * The password check shared by /login and /token. An unknown name still costs one argon2
    * verification, so the two failures look the same and take the same time.
    */
-  async function checkCredentials (request: FastifyRequest, username: string, password: string): Promise<UserRow> {
+  async function checkCredentials (request: FastifyRequest, reply: FastifyReply, username: string, password: string): Promise<UserRow> {
     const user = await findUserWithHashByName(app.db, username)
+    // Checked before the password: while limited, the right one gets the same 429 as a wrong one.
+    const account = user === undefined ? accountKeyOfName(username) : accountKeyOfUser(user.id)
+    await app.accountLimit.assertNotLimited(request, reply, account)
     const isValid = user === undefined
       ? (await spendDecoyVerification(password), false)
       : await verifyPassword(user.passwordHash, password)
     if (!isValid) {
+      await app.accountLimit.recordFailure(request, account)
       await recordAuditEvent(app.db, request.log, {
         type: 'login_failed', userId: user?.id ?? null, ip: request.ip, detail: { username },
       })
@@ -93,16 +98,25 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
   }, async (request, reply) => {
-    const user = await checkCredentials(request, request.body.username, request.body.password)
+    const user = await checkCredentials(request, reply, request.body.username, request.body.password)
+    // A duplicated refresh cookie is not an error here: the sign-in replaces whatever was there.
+    const presentedRefresh = (() => { try { return app.readRefreshToken(request) } catch { return undefined } })()
     const { sessionId, refreshToken } = await app.db.transaction(async (tx) => {
+      // The session this browser held until now ends with the new sign-in, rather than live on unseen.
+      const replaced = await revokePresentedSession(tx, { refreshToken: presentedRefresh, sessionId: app.readAccessCookieSession(request) })
       const session = await createBrowserSession(tx, user.id, clientInfo(request), config)
       await recordAuditEvent(tx, request.log, {
-        type: 'login', userId: user.id, actorId: user.id, ip: request.ip, detail: { sessionId: session.sessionId },
+        type: 'login',
+        userId: user.id,
+        actorId: user.id,
+        ip: request.ip,
+        detail: { sessionId: session.sessionId, ...(replaced.length === 0 ? {} : { replacedSessionIds: replaced }) },
       })
       return session
     })
     app.setAuthCookies(reply, { accessToken: app.signAccessToken(user, sessionId), refreshToken })
     app.metrics.signIns.inc({ method: 'password', outcome: 'success' })
+    app.setDeviceCookie(request, reply, user.id)
     return { user }
   })
 
@@ -121,8 +135,8 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
         ...failures({ 401: '`BAD_CREDENTIALS`: the same answer for an unknown user and a wrong password' }),
       },
     },
-  }, async (request) => {
-    const user = await checkCredentials(request, request.body.username, request.body.password)
+  }, async (request, reply) => {
+    const user = await checkCredentials(request, reply, request.body.username, request.body.password)
     const { sessionId } = await app.db.transaction(async (tx) => {
       const session = await createTokenSession(tx, user.id, clientInfo(request), config.accessTokenTtl)
       await recordAuditEvent(tx, request.log, {
@@ -147,8 +161,8 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
   }, async (request, reply) => {
-    const presented = request.cookies[config.refreshCookieName]
-    if (presented === undefined || presented === '') {
+    const presented = app.readRefreshToken(request)
+    if (presented === undefined) {
       app.metrics.refreshes.inc({ outcome: 'invalid' })
       throw new RefreshInvalid()
     }
@@ -165,6 +179,10 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
         app.clearAuthCookies(reply)
         throw new RefreshReused()
       case 'grace':
+        // An audit row all the same: a theft inside the window must leave a trace.
+        await recordAuditEvent(app.db, request.log, {
+          type: 'refresh_grace', userId: outcome.user.id, ip: request.ip, detail: { sessionId: outcome.sessionId },
+        })
         // The browser already holds the newest refresh token: send only a new access cookie.
         app.setAuthCookies(reply, { accessToken: app.signAccessToken(outcome.user, outcome.sessionId) })
         return { user: outcome.user }
@@ -279,8 +297,15 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const { currentPassword, newPassword } = request.body
     const { id, sessionId } = request.user
+    // A stolen session must not be a way to guess the password: limited per account like sign-in.
+    const account = accountKeyOfUser(id)
+    await app.accountLimit.assertNotLimited(request, reply, account)
     const user = await findUserWithHashById(app.db, id)
-    if (!user || !await verifyPassword(user.passwordHash, currentPassword)) throw new WrongPassword()
+    if (!user || !await verifyPassword(user.passwordHash, currentPassword)) {
+      await app.accountLimit.recordFailure(request, account)
+      await recordAuditEvent(app.db, request.log, { type: 'password_change_failed', userId: id, actorId: id, ip: request.ip, detail: { sessionId } })
+      throw new WrongPassword()
+    }
     if (isCommonPassword(newPassword)) throw new CommonPassword()
     if (newPassword === currentPassword) throw new SamePassword()
     const passwordHash = await hashPassword(newPassword)

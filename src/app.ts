@@ -11,10 +11,12 @@ import corsPlugin from '../plugins/cors.js'
 import csrfPlugin from '../plugins/csrf.js'
 import dbPlugin from '../plugins/db.js'
 import dbBreakerPlugin from '../plugins/db-breaker.js'
+import purgePlugin from '../plugins/purge.js'
 import pressurePlugin, { type PressureOptions } from '../plugins/pressure.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
 import auditPlugin from '../plugins/audit.js'
 import authPlugin from '../plugins/auth.js'
+import accountLimitPlugin from '../plugins/account-limit.js'
 import docsPlugin from '../plugins/docs.js'
 import authRoutes from '../routes/auth.js'
 import healthRoutes from '../routes/health.js'
@@ -107,9 +109,11 @@ export async function buildApp ({ config, database, fastify = {}, pressure = {},
   await app.register(csrfPlugin)
   await app.register(dbPlugin, database === undefined ? {} : { database })
   await app.register(dbBreakerPlugin)
+  await app.register(purgePlugin)
   await app.register(rateLimitPlugin)
   await app.register(auditPlugin)
   await app.register(authPlugin)
+  await app.register(accountLimitPlugin)
   await app.register(docsPlugin)
 
   await app.register(healthRoutes, { prefix: '/api/health' })

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { isValidUsername, passwordLengthProblem, USERNAME_RULE_IN_WORDS } from './rules.js'
 
@@ -19,7 +19,11 @@ export interface Config {
   readonly jwtSecret: string
   readonly jwtPreviousSecrets: readonly string[]
   readonly corsOrigins: readonly string[]
+  /** The API's own origins (PUBLIC_ORIGIN): what the CSRF check accepts besides CORS_ORIGINS, never `Host`. */
+  readonly publicOrigins: readonly string[]
   readonly cookieSecure: boolean
+  /** SameSite of the auth and device cookies: `none` for a frontend on another site, else `lax`/`strict`. */
+  readonly cookieSameSite: 'none' | 'lax' | 'strict'
   readonly cookiePartitioned: boolean
   readonly trustProxy: readonly string[]
   readonly accessTokenTtl: number
@@ -37,6 +41,8 @@ export interface Config {
   readonly logLevel: string
   readonly accessCookieName: string
   readonly refreshCookieName: string
+  /** The device cookie: a browser that signed in as a user before passes that user's per-account limit. */
+  readonly deviceCookieName: string
   readonly issuer: string
   readonly audience: string
   /** Bearer token for GET /api/metrics; absent: no metrics route (404) and no per-request recording. */
@@ -87,23 +93,72 @@ export function frontendOrigins (frontendPort: number): string[] {
   return [`http://localhost:${frontendPort}`, `http://127.0.0.1:${frontendPort}`]
 }
 
-function readOrigins (env: Env, frontendPort: number): string[] {
-  // By default the example frontend's own origins, wherever FRONTEND_PORT puts it (4100 when it is off,
-  // for `npm run frontend` on its default port).
-  const origins = readList(env, 'CORS_ORIGINS', frontendOrigins(frontendPort === 0 ? 4100 : frontendPort))
+const isLoopbackOrigin = (origin: string) => /^http:\/\/(localhost|127\.0\.0\.1)(:\d+)?$/.test(origin)
+
+/** Each origin must already be in the form a browser sends, as they are compared as exact strings. */
+function readOriginList (env: Env, name: string, fallback: readonly string[], isProduction: boolean): string[] {
+  const origins = readList(env, name, fallback)
   for (const origin of origins) {
-    // Origins are compared as exact strings, so each must already be in the form a browser sends.
     let parsed: URL
     try {
       parsed = new URL(origin)
     } catch {
-      throw new ConfigError('CORS_ORIGINS', `has "${origin}", which is not an origin like https://app.example.com`)
+      throw new ConfigError(name, `has "${origin}", which is not an origin like https://app.example.com`)
     }
     if (parsed.origin !== origin || !/^https?:$/.test(parsed.protocol)) {
-      throw new ConfigError('CORS_ORIGINS', `has "${origin}", which is not an origin like https://app.example.com (no path, no trailing slash)`)
+      throw new ConfigError(name, `has "${origin}", which is not an origin like https://app.example.com (no path, no trailing slash)`)
     }
+    // Cookies that ride along on a plain-HTTP origin can be read and replayed by anyone on the path.
+    if (isProduction && parsed.protocol !== 'https:') throw new ConfigError(name, `has "${origin}": only https origins are allowed when NODE_ENV=production`)
   }
   return origins
+}
+
+function readCorsOrigins (env: Env, isProduction: boolean, frontendPort: number): string[] {
+  if (isProduction) {
+    // The development default names localhost: in production it would be a mistake, never a choice.
+    const raw = env.CORS_ORIGINS?.trim()
+    if (raw === undefined || raw === '') throw new ConfigError('CORS_ORIGINS', 'must be set when NODE_ENV=production (the frontend\'s https origins)')
+    if (readList(env, 'CORS_ORIGINS', []).every(isLoopbackOrigin)) {
+      throw new ConfigError('CORS_ORIGINS', 'is the development default; set the frontend\'s https origins')
+    }
+    return readOriginList(env, 'CORS_ORIGINS', [], true)
+  }
+  // By default the example frontend's own origins, wherever FRONTEND_PORT puts it (4100 when it is off,
+  // for `npm run frontend` on its default port).
+  return readOriginList(env, 'CORS_ORIGINS', frontendOrigins(frontendPort === 0 ? 4100 : frontendPort), false)
+}
+
+/**
+ * The API's own origin, which the CSRF check accepts. Never taken from the request's Host header: a
+ * DNS-rebinding page names itself there. Outside production, the loopback names of PORT.
+ */
+function readPublicOrigins (env: Env, isProduction: boolean, port: number): string[] {
+  const raw = env.PUBLIC_ORIGIN?.trim()
+  if (raw === undefined || raw === '') {
+    if (isProduction) throw new ConfigError('PUBLIC_ORIGIN', 'must be set when NODE_ENV=production (the API\'s own https origin, e.g. https://api.example.com)')
+    return [`http://127.0.0.1:${port}`, `http://localhost:${port}`]
+  }
+  return readOriginList(env, 'PUBLIC_ORIGIN', [], isProduction)
+}
+
+function readSameSite (env: Env, cookieSecure: boolean): Config['cookieSameSite'] {
+  const raw = env.COOKIE_SAMESITE?.trim().toLowerCase()
+  if (raw === undefined || raw === '') return cookieSecure ? 'none' : 'lax'
+  if (raw !== 'none' && raw !== 'lax' && raw !== 'strict') throw new ConfigError('COOKIE_SAMESITE', `must be none, lax or strict, got "${raw}"`)
+  // Browsers drop a SameSite=None cookie that is not Secure.
+  if (raw === 'none' && !cookieSecure) throw new ConfigError('COOKIE_SAMESITE', 'cannot be none with COOKIE_SECURE=false (browsers refuse it)')
+  return raw
+}
+
+/**
+ * DATA_DIR holds the embedded database (password hashes, sessions) and the development secret: only
+ * the service user may enter it. Created 0700; an existing one that group or others can reach stops
+ * the start rather than be used.
+ */
+export function assertPrivateDataDir (dataDir: string): void {
+  const mode = statSync(dataDir).mode & 0o777
+  if ((mode & 0o077) !== 0) throw new ConfigError('DATA_DIR', `${dataDir} has mode 0${mode.toString(8)}, open to group or others: chmod 700 ${dataDir}`)
 }
 
 function byteLength (secret: string): number {
@@ -117,12 +172,18 @@ function byteLength (secret: string): number {
 function developmentSecret (dataDir: string): string {
   if (dataDir.startsWith('memory://')) return randomBytes(MIN_SECRET_BYTES).toString('base64url')
   const file = join(dataDir, DEV_SECRET_FILE)
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 })
+  assertPrivateDataDir(dataDir)
   try {
-    return readFileSync(file, 'utf8').trim()
+    // Checked like a production secret: private to the service user, and long enough.
+    const mode = statSync(file).mode & 0o777
+    if ((mode & 0o077) !== 0) throw new ConfigError('DATA_DIR', `holds ${DEV_SECRET_FILE} with mode 0${mode.toString(8)}, readable beyond its owner: chmod 600 ${file}`)
+    const secret = readFileSync(file, 'utf8').trim()
+    if (byteLength(secret) < MIN_SECRET_BYTES) throw new ConfigError('DATA_DIR', `holds a ${DEV_SECRET_FILE} under ${MIN_SECRET_BYTES} bytes: delete ${file} to generate a new one`)
+    return secret
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
   }
-  mkdirSync(dataDir, { recursive: true })
   const secret = randomBytes(48).toString('base64url')
   // 0600: the secret signs every session; only the service user may read it.
   writeFileSync(file, secret + '\n', { mode: 0o600, flag: 'wx' })
@@ -217,19 +278,22 @@ export function loadConfig (env: Env = process.env): Config {
   const redisUrl = env.REDIS_URL || undefined
   if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) throw new ConfigError('REDIS_URL', 'must be a redis:// or rediss:// URL')
 
+  const port = readInteger(env, 'PORT', 8086, 0, 65_535)
   const frontendPort = readInteger(env, 'FRONTEND_PORT', 4100, 0, 65_535)
 
   const config: Config = {
     isProduction,
-    port: readInteger(env, 'PORT', 8086, 0, 65_535),
+    port,
     host: env.HOST || '127.0.0.1',
     databaseUrl: readDatabaseUrl(env),
     databasePrepare: readBoolean(env, 'DATABASE_PREPARE', true),
     dataDir,
     jwtSecret: readSecret(env, isProduction, dataDir),
     jwtPreviousSecrets: readPreviousSecrets(env),
-    corsOrigins: readOrigins(env, frontendPort),
+    corsOrigins: readCorsOrigins(env, isProduction, frontendPort),
+    publicOrigins: readPublicOrigins(env, isProduction, port),
     cookieSecure,
+    cookieSameSite: readSameSite(env, cookieSecure),
     cookiePartitioned: cookieSecure && readBoolean(env, 'COOKIE_PARTITIONED', true),
     trustProxy: readList(env, 'TRUST_PROXY', []),
     accessTokenTtl,
@@ -241,13 +305,15 @@ export function loadConfig (env: Env = process.env): Config {
     migrateOnStart: readBoolean(env, 'MIGRATE_ON_START', true),
     redisUrl,
     rateLimitAllowList: readList(env, 'RATE_LIMIT_ALLOWLIST', []),
-    docs: readBoolean(env, 'DOCS', true),
+    // The docs describe every route to whoever asks: opt in for production.
+    docs: readBoolean(env, 'DOCS', !isProduction),
     frontendPort,
     logLevel,
     // `__Host-` pins the cookie to this host, path / and Secure; `__Secure-` requires Secure. Both
     // prefixes need Secure, so plain-HTTP development drops them.
     accessCookieName: cookieSecure ? '__Host-access_token' : 'access_token',
     refreshCookieName: cookieSecure ? '__Secure-refresh_token' : 'refresh_token',
+    deviceCookieName: cookieSecure ? '__Secure-device' : 'device',
     issuer: 'cookie-auth-api',
     audience: 'cookie-auth-api',
     metricsToken: readMetricsToken(env),

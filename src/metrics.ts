@@ -9,7 +9,7 @@ export type SignInMethod = 'password' | 'passkey' | 'oidc'
 /** `second_factor_required`: the password was right and a second factor is now owed (not yet a sign-in). */
 export type SignInOutcome = 'success' | 'failure' | 'second_factor_required'
 export type RefreshOutcome = 'rotated' | 'grace' | 'reused' | 'invalid'
-export type RateLimitName = 'global' | 'credentials_ip' | 'credentials_username'
+export type RateLimitName = 'global' | 'credentials_ip' | 'credentials_account'
 export type SecondFactorMethod = 'totp' | 'recovery_code'
 export type SecondFactorOutcome = 'success' | 'failure'
 export type PasskeyCeremony = 'registration' | 'authentication'
@@ -153,7 +153,7 @@ export function createMetrics ({ withProcessMetrics }: { withProcessMetrics: boo
     for (const outcome of ['success', 'failure', 'second_factor_required'] as const) signIns.inc({ method, outcome }, 0)
   }
   for (const outcome of ['rotated', 'grace', 'reused', 'invalid'] as const) refreshes.inc({ outcome }, 0)
-  for (const limit of ['global', 'credentials_ip', 'credentials_username'] as const) rateLimitRefusals.inc({ limit }, 0)
+  for (const limit of ['global', 'credentials_ip', 'credentials_account'] as const) rateLimitRefusals.inc({ limit }, 0)
   for (const outcome of ['success', 'failure'] as const) {
     for (const method of ['totp', 'recovery_code'] as const) secondFactorChecks.inc({ method, outcome }, 0)
     for (const ceremony of ['registration', 'authentication'] as const) passkeyCeremonies.inc({ ceremony, outcome }, 0)

@@ -19,6 +19,8 @@ t.test('state-changing requests from a foreign origin are refused with 403 CSRF_
     ['no Origin, Sec-Fetch-Site same-site', { 'sec-fetch-site': 'same-site' }],
     ['no Origin, foreign Referer', { referer: 'https://evil.example/page' }],
     ['no Origin, broken Referer', { referer: 'not a url' }],
+    // A DNS-rebinding page: evil.example now resolves to the API's address, and Host matches Origin.
+    ['DNS rebinding (Origin matches Host)', { origin: 'http://rebind.example:8086', host: 'rebind.example:8086' }],
   ]
   const requests = [
     { method: 'POST', url: '/api/tasks', payload: { title: 'forged' } },
@@ -47,7 +49,8 @@ t.test('allowed origins, the API\'s own origin, same-origin fetches and non-brow
   const passes: Array<[string, Record<string, string>]> = [
     ['allowed Origin', { origin: 'http://localhost:4100' }],
     ['the other default origin', { origin: 'http://127.0.0.1:4100' }],
-    ["the API's own origin", { origin: 'http://localhost:80', host: 'localhost:80' }],
+    ["the API's own origin (PUBLIC_ORIGIN's default)", { origin: 'http://127.0.0.1:8086' }],
+    ["the API's own origin under its other loopback name", { origin: 'http://localhost:8086' }],
     ['Sec-Fetch-Site same-origin', { 'sec-fetch-site': 'same-origin' }],
     ['Sec-Fetch-Site none (typed in the address bar)', { 'sec-fetch-site': 'none' }],
     ['allowed Referer', { referer: 'http://localhost:4100/tasks' }],
@@ -57,6 +60,16 @@ t.test('allowed origins, the API\'s own origin, same-origin fetches and non-brow
     const response = await app.inject({ method: 'POST', url: '/api/tasks', headers, cookies: alice.cookies, payload: { title: label } })
     t.equal(response.statusCode, 201, label)
   }
+})
+
+t.test('PUBLIC_ORIGIN names the own origin; Host never does', async (t) => {
+  const behindProxy = await buildTestApp(t, {}, { env: { PUBLIC_ORIGIN: 'https://api.example.test' } })
+  const bob = await signIn(behindProxy)
+  const post = (headers: Record<string, string>) =>
+    behindProxy.inject({ method: 'POST', url: '/api/tasks', headers, cookies: bob.cookies, payload: { title: 'x' } })
+  t.equal((await post({ origin: 'https://api.example.test' })).statusCode, 201, 'the configured own origin passes')
+  t.equal((await post({ origin: 'http://127.0.0.1:8086' })).statusCode, 403, 'the loopback default is gone once PUBLIC_ORIGIN is set')
+  t.equal((await post({ origin: 'https://other.example.test', host: 'other.example.test' })).statusCode, 403, 'a Host that matches the Origin proves nothing')
 })
 
 t.test('safe methods are never refused for their origin (CORS decides who may read)', async (t) => {

@@ -21,7 +21,24 @@ t.test('Helmet headers on every answer: success, 401, 404, 400, 415 and prefligh
     t.equal(response.headers['x-frame-options'], 'SAMEORIGIN', label)
     t.equal(response.headers['referrer-policy'], 'no-referrer', label)
     t.equal(response.headers['x-powered-by'], undefined, label)
+    t.equal(response.headers['cache-control'], 'no-store', label)
   }
+})
+
+t.test('Cache-Control: no-store on every /api answer, the token and the docs included, but the docs\' static files', async (t) => {
+  const username = `cache_${Date.now()}`
+  const password = 'violet-Kettle-42-orbit'
+  t.equal((await app.inject({ method: 'POST', url: '/api/auth/register', payload: { username, password } })).statusCode, 201)
+  const token = await app.inject({ method: 'POST', url: '/api/auth/token', payload: { username, password } })
+  t.equal(token.statusCode, 200)
+  t.equal(token.headers['cache-control'], 'no-store', 'the answer that carries a token')
+  const login = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username, password } })
+  t.equal(login.headers['cache-control'], 'no-store', 'the sign-in')
+  t.equal((await app.inject({ url: '/api/auth/me', headers: { authorization: `Bearer ${token.json().access_token}` } })).headers['cache-control'], 'no-store')
+  t.equal((await app.inject({ url: '/api/docs/json' })).headers['cache-control'], 'no-store', 'the OpenAPI document')
+  const staticFile = await app.inject({ url: '/api/docs/static/swagger-ui.css' })
+  t.equal(staticFile.statusCode, 200)
+  t.not(staticFile.headers['cache-control'], 'no-store', 'the docs\' static files may be cached')
 })
 
 t.test('errors never carry a stack, SQL or internals', async (t) => {

@@ -1,32 +1,125 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { randomUUID } from 'node:crypto'
 import { createConnection } from 'node:net'
-import { eq, sql } from 'drizzle-orm'
+import { and, eq, sql } from 'drizzle-orm'
 import { CREDENTIAL_LIMITS } from '../plugins/rate-limit.js'
 import { auditEvents, sessions } from '../src/db/schema.js'
-import { buildTestApp, signIn, STRONG_PASSWORD } from './helpers/app.js'
+import { buildTestApp, cookiesFrom, setCookieLines, signIn, STRONG_PASSWORD } from './helpers/app.js'
+import { FaultProxy } from './helpers/fault-proxy.js'
 
 const login = (app: Awaited<ReturnType<typeof buildTestApp>>, username: string, password: string, remoteAddress = '198.51.100.7', headers: Record<string, string> = {}) =>
   app.inject({ method: 'POST', url: '/api/auth/login', payload: { username, password }, remoteAddress, headers })
 
-t.test('guessing one account is cut off per username: 429 RATE_LIMITED with Retry-After, before any hashing', async (t) => {
-  const app = await buildTestApp(t)
+const loginFailures = async (app: Awaited<ReturnType<typeof buildTestApp>>) =>
+  (await app.db.select({ n: sql<number>`count(*)::int` }).from(auditEvents).where(eq(auditEvents.type, 'login_failed')))[0]!.n
+// A different address for each attempt: a distributed guess at one account, never the per-address limit.
+let nextAddress = 0
+const anotherAddress = () => { nextAddress += 1; return `203.0.${Math.floor(nextAddress / 250)}.${(nextAddress % 250) + 1}` }
+const DEVICE = '__Secure-device'
+// One app for the scenarios that need the default configuration: each uses its own accounts and addresses.
+const app = await buildTestApp(t)
+
+t.test('per account only failures count: registrations and successful sign-ins never do', async (t) => {
   const alice = await signIn(app)
-  // signIn already spent two requests on this username (register, login).
-  const limit = CREDENTIAL_LIMITS.perUsername.max - 2
-  for (let i = 0; i < limit; i++) {
-    // A different address each time: a distributed guess at one account.
-    t.equal((await login(app, alice.username, `guess-number-${i}`, `203.0.113.${i + 1}`)).statusCode, 401)
+  // Far more successful sign-ins (and a taken name registered again) than the per-account limit.
+  for (let i = 0; i < CREDENTIAL_LIMITS.perAccount.max + 5; i++) {
+    t.equal((await login(app, alice.username, STRONG_PASSWORD, anotherAddress())).statusCode, 200)
   }
-  const failuresBefore = (await app.db.select({ n: sql<number>`count(*)::int` }).from(auditEvents).where(eq(auditEvents.type, 'login_failed')))[0]!.n
-  const limited = await login(app, alice.username.toUpperCase(), STRONG_PASSWORD, '203.0.113.200')
-  t.equal(limited.statusCode, 429)
-  t.match(limited.json(), { statusCode: 429, error: 'Too Many Requests', code: 'RATE_LIMITED', message: /try again in/ })
-  t.match(limited.headers['retry-after'], /^\d+$/)
-  t.notOk(limited.headers['set-cookie'], 'even the right password does not sign in while limited')
-  const failuresAfter = (await app.db.select({ n: sql<number>`count(*)::int` }).from(auditEvents).where(eq(auditEvents.type, 'login_failed')))[0]!.n
-  t.equal(failuresAfter, failuresBefore, 'the handler never ran: no password was checked')
-  t.equal((await login(app, 'someone_else', 'whatever-password', '203.0.113.201')).statusCode, 401, 'other accounts are unaffected')
+  for (let i = 0; i < 3; i++) {
+    const again = await app.inject({ method: 'POST', url: '/api/auth/register', payload: { username: alice.username, password: STRONG_PASSWORD }, remoteAddress: anotherAddress() })
+    t.equal(again.statusCode, 409)
+  }
+  for (let i = 0; i < CREDENTIAL_LIMITS.perAccount.max; i++) {
+    t.equal((await login(app, alice.username, `guess-number-${i}`, anotherAddress())).statusCode, 401, 'every allowed failure is still answered')
+  }
+  const failuresBefore = await loginFailures(app)
+  // While limited, the right password gets the same 429 as a wrong one: no oracle.
+  const right = await login(app, alice.username.toUpperCase(), STRONG_PASSWORD, anotherAddress())
+  const wrong = await login(app, alice.username, 'yet-another-guess', anotherAddress())
+  for (const [label, limited] of [['right password', right], ['wrong password', wrong]] as const) {
+    t.equal(limited.statusCode, 429, label)
+    t.match(limited.json(), { statusCode: 429, error: 'Too Many Requests', code: 'RATE_LIMITED', message: /^Too many requests; try again in \d+ seconds$/ }, label)
+    t.match(limited.headers['retry-after'], /^\d+$/, label)
+    t.notOk(limited.headers['set-cookie'], `${label}: nothing set`)
+  }
+  const withoutSeconds = (body: string) => body.replace(/\d+ seconds/, 'N seconds')
+  t.equal(withoutSeconds(right.body), withoutSeconds(wrong.body), 'the same body for the right and a wrong password')
+  t.equal(await loginFailures(app), failuresBefore, 'the handler never checked a password')
+  t.equal((await login(app, 'someone_else', 'whatever-password', anotherAddress())).statusCode, 401, 'other accounts are unaffected')
+})
+
+t.test('lockout is no weapon: a spray from 20 addresses does not keep the owner\'s browser out', async (t) => {
+  const owner = await signIn(app)
+  t.ok(owner.cookies[DEVICE], 'a sign-in in a browser leaves a device cookie')
+  const first = await login(app, owner.username, STRONG_PASSWORD, anotherAddress())
+  t.match(setCookieLines(first).find((line) => line.startsWith(`${DEVICE}=`)),
+    /^__Secure-device=[^;]+; Max-Age=31536000; Path=\/api\/auth; HttpOnly; Secure; Partitioned; SameSite=None$/)
+  for (let i = 0; i < 20; i++) {
+    t.equal((await login(app, owner.username, `spray-guess-${i}`, anotherAddress())).statusCode, i < CREDENTIAL_LIMITS.perAccount.max ? 401 : 429)
+  }
+  const stranger = await login(app, owner.username, STRONG_PASSWORD, anotherAddress())
+  t.equal(stranger.statusCode, 429, 'a new client with the right password is still limited')
+  const ownersBrowser = await app.inject({
+    method: 'POST',
+    url: '/api/auth/login',
+    payload: { username: owner.username, password: STRONG_PASSWORD },
+    remoteAddress: anotherAddress(),
+    cookies: { [DEVICE]: owner.cookies[DEVICE]! },
+  })
+  t.equal(ownersBrowser.statusCode, 200, 'the browser that signed in before gets through at once')
+  t.equal((await app.inject({ url: '/api/auth/me', cookies: cookiesFrom(ownersBrowser) })).json().user.id, owner.id)
+
+  // A device cookie for another account, or a forged one, is no pass.
+  const other = await signIn(app)
+  const foreign = await app.inject({
+    method: 'POST',
+    url: '/api/auth/login',
+    payload: { username: owner.username, password: STRONG_PASSWORD },
+    remoteAddress: anotherAddress(),
+    cookies: { [DEVICE]: other.cookies[DEVICE]! },
+  })
+  t.equal(foreign.statusCode, 429, 'another user\'s device cookie')
+  const signedValue = owner.cookies[DEVICE]!.split('.').slice(0, 2).join('.')
+  const forged = await app.inject({
+    method: 'POST',
+    url: '/api/auth/login',
+    payload: { username: owner.username, password: STRONG_PASSWORD },
+    remoteAddress: anotherAddress(),
+    cookies: { [DEVICE]: `${signedValue}.forged-signature` },
+  })
+  t.equal(forged.statusCode, 429, 'a device cookie with a forged signature')
+})
+
+t.test('a device\'s own failures count against it alone', async (t) => {
+  const owner = await signIn(app)
+  const device = { [DEVICE]: owner.cookies[DEVICE]! }
+  const fromDevice = (password: string) => app.inject({
+    method: 'POST', url: '/api/auth/login', payload: { username: owner.username, password }, remoteAddress: anotherAddress(), cookies: device,
+  })
+  for (let i = 0; i < CREDENTIAL_LIMITS.perAccount.max; i++) t.equal((await fromDevice(`typo-guess-${i}`)).statusCode, 401)
+  t.equal((await fromDevice(STRONG_PASSWORD)).statusCode, 429, 'the device is limited after its own failures')
+  t.equal((await login(app, owner.username, STRONG_PASSWORD, anotherAddress())).statusCode, 200, 'they did not count against the account')
+})
+
+t.test('POST /password is limited per account and each failure is audited', async (t) => {
+  const alice = await signIn(app)
+  // The stolen session: cookies without the device cookie.
+  const stolen = { '__Host-access_token': alice.cookies['__Host-access_token']! }
+  const change = (currentPassword: string) => app.inject({
+    method: 'POST', url: '/api/auth/password', payload: { currentPassword, newPassword: 'a-brand-new-Passphrase-9' }, cookies: stolen, remoteAddress: anotherAddress(),
+  })
+  for (let i = 0; i < CREDENTIAL_LIMITS.perAccount.max; i++) {
+    const wrong = await change(`guess-${i}`)
+    t.equal(wrong.statusCode, 401)
+    t.equal(wrong.json().code, 'BAD_CREDENTIALS')
+  }
+  const right = await change(STRONG_PASSWORD)
+  t.equal(right.statusCode, 429, 'the right current password gets the same 429')
+  t.equal(right.json().code, 'RATE_LIMITED')
+  const failures = await app.db.select().from(auditEvents).where(and(eq(auditEvents.type, 'password_change_failed'), eq(auditEvents.userId, alice.id)))
+  t.equal(failures.length, CREDENTIAL_LIMITS.perAccount.max, 'one audit row per failure')
+  t.match(failures[0], { userId: alice.id, actorId: alice.id })
+  t.equal((await login(app, alice.username, STRONG_PASSWORD, anotherAddress())).statusCode, 429, 'the account\'s budget is shared with sign-in')
 })
 
 t.test('one address is cut off across all credential routes', async (t) => {
@@ -93,17 +186,40 @@ t.test('with REDIS_URL two instances share their counters', { skip: await redisA
   const first = await buildTestApp(t, { redisUrl: 'redis://127.0.0.1:6379' })
   const second = await buildTestApp(t, { redisUrl: 'redis://127.0.0.1:6379' })
   const username = `shared_${randomUUID().slice(0, 8)}`
-  const ip = `198.18.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250)}`
-  for (let i = 0; i < CREDENTIAL_LIMITS.perUsername.max; i++) {
+  for (let i = 0; i < CREDENTIAL_LIMITS.perAccount.max; i++) {
     const instance = i % 2 === 0 ? first : second
-    t.equal((await login(instance, username, 'guess-password', ip)).statusCode, 401)
+    t.equal((await login(instance, username, 'guess-password', anotherAddress())).statusCode, 401)
   }
-  t.equal((await login(first, username, 'guess-password', ip)).statusCode, 429, 'the limit counts requests made to either instance')
-  t.equal((await login(second, username, 'guess-password', ip)).statusCode, 429)
+  t.equal((await login(first, username, 'guess-password', anotherAddress())).statusCode, 429, 'the limit counts failures made at either instance')
+  t.equal((await login(second, username, 'guess-password', anotherAddress())).statusCode, 429)
 })
 
-t.test('an unreachable Redis lets requests through instead of failing them', async (t) => {
+/** The limits hold: per address (30 requests) and per account (10 failures). */
+async function assertLimitsHold (t: Test, app: Awaited<ReturnType<typeof buildTestApp>>, label: string) {
+  const username = `nobody_${randomUUID().slice(0, 8)}`
+  for (let i = 0; i < CREDENTIAL_LIMITS.perAccount.max; i++) {
+    t.equal((await login(app, username, 'guess-password', anotherAddress())).statusCode, 401)
+  }
+  t.equal((await login(app, username, 'guess-password', anotherAddress())).statusCode, 429, `${label}: per account`)
+  const ip = `198.18.${Math.floor(Math.random() * 250)}.${Math.floor(Math.random() * 250)}`
+  for (let i = 0; i < CREDENTIAL_LIMITS.perIp.max; i++) await login(app, `someone${i}_${randomUUID().slice(0, 6)}`, 'guess-password', ip)
+  t.equal((await login(app, `last_${randomUUID().slice(0, 6)}`, 'guess-password', ip)).statusCode, 429, `${label}: per address`)
+}
+
+t.test('an unreachable Redis never switches the limits off: counting moves to the instance', async (t) => {
   const app = await buildTestApp(t, { redisUrl: 'redis://127.0.0.1:1' })
   const alice = await signIn(app)
-  t.equal((await app.inject({ url: '/api/auth/me', cookies: alice.cookies })).statusCode, 200)
+  t.equal((await app.inject({ url: '/api/auth/me', cookies: alice.cookies })).statusCode, 200, 'requests are served')
+  await assertLimitsHold(t, app, 'Redis unreachable from the start')
+})
+
+t.test('Redis stopped mid-run: the limits go on in the instance', { skip: await redisAvailable() ? false : 'no Redis on 127.0.0.1:6379' }, async (t) => {
+  const proxy = await FaultProxy.start({ host: '127.0.0.1', port: 6379 })
+  t.teardown(() => proxy.close())
+  const app = await buildTestApp(t, { redisUrl: proxy.urlFor('redis://127.0.0.1:6379') })
+  const username = `midrun_${randomUUID().slice(0, 8)}`
+  t.equal((await login(app, username, 'guess-password', anotherAddress())).statusCode, 401, 'counted in Redis')
+  t.ok(proxy.connections > 0, 'the app talks to Redis through the proxy')
+  proxy.cut()
+  await assertLimitsHold(t, app, 'Redis stopped')
 })

@@ -1,16 +1,18 @@
 import t from 'tap'
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execFileSync } from 'node:child_process'
 import { createServer, type AddressInfo } from 'node:net'
 import { ConfigError, loadConfig } from '../src/config.js'
+import { openDatabase } from '../src/db/client.js'
 import { freePort } from './helpers/server-process.js'
 
 // Several cases start the real server in a child process: slow on a loaded 2-core machine.
 t.setTimeout(600_000)
 
 const STRONG = 'x'.repeat(32)
+const PRODUCTION_ORIGINS = { CORS_ORIGINS: 'https://app.example.com', PUBLIC_ORIGIN: 'https://api.example.com' }
 
 function refusal (env: Record<string, string>): string | undefined {
   try {
@@ -52,9 +54,39 @@ t.test('production refuses a missing or short JWT_SECRET and COOKIE_SECURE=false
   t.match(refusal({ NODE_ENV: 'production' }), /JWT_SECRET is required/)
   t.match(refusal({ NODE_ENV: 'production', JWT_SECRET: 'short-secret' }), /JWT_SECRET must be at least 32 bytes/)
   t.match(refusal({ NODE_ENV: 'production', JWT_SECRET: STRONG, COOKIE_SECURE: 'false' }), /COOKIE_SECURE/)
-  t.equal(refusal({ NODE_ENV: 'production', JWT_SECRET: STRONG }), undefined)
+  t.equal(refusal({ NODE_ENV: 'production', JWT_SECRET: STRONG, ...PRODUCTION_ORIGINS }), undefined)
   t.match(refusal({ JWT_SECRET: 'short' }), /JWT_SECRET must be at least 32 bytes/, 'a short secret is refused outside production too')
   t.match(refusal({ JWT_PREVIOUS_SECRETS: `${STRONG},short` }), /JWT_PREVIOUS_SECRETS/)
+})
+
+t.test('production: CORS_ORIGINS explicit and https only, PUBLIC_ORIGIN required, DOCS off unless asked', async (t) => {
+  const production = { NODE_ENV: 'production', JWT_SECRET: STRONG }
+  t.match(refusal({ ...production, PUBLIC_ORIGIN: 'https://api.example.com' }), /^Invalid configuration: CORS_ORIGINS must be set when NODE_ENV=production/)
+  t.match(refusal({ ...production, PUBLIC_ORIGIN: 'https://api.example.com', CORS_ORIGINS: 'http://localhost:4100,http://127.0.0.1:4100' }),
+    /^Invalid configuration: CORS_ORIGINS is the development default/, 'the localhost default, spelled out, is refused too')
+  t.match(refusal({ ...production, PUBLIC_ORIGIN: 'https://api.example.com', CORS_ORIGINS: 'https://app.example.com,http://app.example.com' }),
+    /^Invalid configuration: CORS_ORIGINS has "http:\/\/app.example.com": only https origins/)
+  t.match(refusal({ ...production, CORS_ORIGINS: 'https://app.example.com' }), /^Invalid configuration: PUBLIC_ORIGIN must be set when NODE_ENV=production/)
+  t.match(refusal({ ...production, CORS_ORIGINS: 'https://app.example.com', PUBLIC_ORIGIN: 'http://api.example.com' }), /^Invalid configuration: PUBLIC_ORIGIN has .*only https/)
+  const config = loadConfig({ ...production, ...PRODUCTION_ORIGINS, DATA_DIR: 'memory://' })
+  t.same(config.corsOrigins, ['https://app.example.com'])
+  t.same(config.publicOrigins, ['https://api.example.com'])
+  t.equal(config.docs, false, 'DOCS defaults to false in production')
+  t.equal(loadConfig({ ...production, ...PRODUCTION_ORIGINS, DATA_DIR: 'memory://', DOCS: 'true' }).docs, true, 'unless asked for')
+  t.equal(loadConfig({ DATA_DIR: 'memory://' }).docs, true, 'and true outside production')
+})
+
+t.test('PUBLIC_ORIGIN defaults to the loopback names of PORT outside production', async (t) => {
+  t.same(loadConfig({ DATA_DIR: 'memory://', PORT: '9001' }).publicOrigins, ['http://127.0.0.1:9001', 'http://localhost:9001'])
+  t.same(loadConfig({ DATA_DIR: 'memory://', PUBLIC_ORIGIN: 'http://dev.example.test:8086' }).publicOrigins, ['http://dev.example.test:8086'])
+})
+
+t.test('COOKIE_SAMESITE: none by default with Secure, lax without; lax and strict on request; none without Secure refused', async (t) => {
+  t.equal(loadConfig({ DATA_DIR: 'memory://' }).cookieSameSite, 'none')
+  t.equal(loadConfig({ DATA_DIR: 'memory://', COOKIE_SECURE: 'false' }).cookieSameSite, 'lax')
+  t.equal(loadConfig({ DATA_DIR: 'memory://', COOKIE_SAMESITE: 'Strict' }).cookieSameSite, 'strict')
+  t.equal(loadConfig({ DATA_DIR: 'memory://', COOKIE_SAMESITE: 'lax' }).cookieSameSite, 'lax')
+  t.match(refusal({ COOKIE_SAMESITE: 'none', COOKIE_SECURE: 'false' }), /^Invalid configuration: COOKIE_SAMESITE cannot be none with COOKIE_SECURE=false/)
 })
 
 t.test('each bad value stops the start with a line naming its variable', async (t) => {
@@ -66,6 +98,7 @@ t.test('each bad value stops the start with a line naming its variable', async (
     ['CORS_ORIGINS', 'a.example'], ['FRONTEND_PORT', 'x'], ['DATABASE_PREPARE', 'nope'],
     ['METRICS_TOKEN', 'short'], ['METRICS_TOKEN', 'a token with spaces in it'],
     ['OTEL_EXPORTER_OTLP_ENDPOINT', 'collector:4318'], ['OTEL_EXPORTER_OTLP_ENDPOINT', 'grpc://collector:4317'],
+    ['PUBLIC_ORIGIN', 'https://api.example/'], ['PUBLIC_ORIGIN', 'api.example'], ['COOKIE_SAMESITE', 'sometimes'],
   ]
   for (const [variable, value] of cases) {
     const message = refusal({ [variable]: value })
@@ -174,4 +207,31 @@ t.test('a start that cannot reach its database or port stops with one line namin
     t.match(stderr, expected, label)
     t.equal(stderr.split('\n').length, 1, `${label}: one line, no stack`)
   }
+})
+
+t.test('DATA_DIR is created 0700 and refused when group or others can reach it; the dev secret is checked like a real one', async (t) => {
+  const parent = mkdtempSync(join(tmpdir(), 'cfg-'))
+  t.teardown(() => rmSync(parent, { recursive: true, force: true }))
+  const previousUmask = process.umask(0o022)
+  t.teardown(() => { process.umask(previousUmask) })
+  const fresh = join(parent, 'fresh', 'data')
+  loadConfig({ DATA_DIR: fresh })
+  t.equal(statSync(fresh).mode & 0o777, 0o700, 'created private even with umask 022')
+
+  const open = join(parent, 'open')
+  mkdirSync(open, { mode: 0o755 })
+  chmodSync(open, 0o755)
+  t.match(refusal({ DATA_DIR: open }), /^Invalid configuration: DATA_DIR .* has mode 0755, open to group or others: chmod 700/)
+  await t.rejects(openDatabase({ databaseUrl: undefined, dataDir: open }), ConfigError, 'the embedded database refuses it too, before opening')
+
+  const readable = join(parent, 'readable')
+  mkdirSync(readable, { mode: 0o700 })
+  writeFileSync(join(readable, 'jwt-secret'), 'y'.repeat(48) + '\n', { mode: 0o644 })
+  chmodSync(join(readable, 'jwt-secret'), 0o644)
+  t.match(refusal({ DATA_DIR: readable }), /^Invalid configuration: DATA_DIR holds jwt-secret with mode 0644/)
+
+  const short = join(parent, 'short')
+  mkdirSync(short, { mode: 0o700 })
+  writeFileSync(join(short, 'jwt-secret'), 'too-short\n', { mode: 0o600 })
+  t.match(refusal({ DATA_DIR: short }), /^Invalid configuration: DATA_DIR holds a jwt-secret under 32 bytes/)
 })

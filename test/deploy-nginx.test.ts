@@ -37,6 +37,9 @@ t.test('the Nginx template keeps the rules the API relies on', async (t) => {
   t.ok(directives.includes('keepalive 32;'), 'keep-alive connections to the instances')
   t.ok(directives.includes('proxy_set_header X-Forwarded-For $remote_addr;'), 'X-Forwarded-For is replaced, not appended to')
   t.ok(directives.includes('proxy_set_header X-Forwarded-Proto $scheme;'))
+  // eslint-disable-next-line no-template-curly-in-string -- the template's own placeholder
+  t.ok(directives.includes('return 301 https://$server_name:${HTTPS_PORT}$request_uri;'), 'the redirect never follows the client\'s Host')
+  t.notOk(directives.some((line) => line.startsWith('return 301') && line.includes('$host')))
 })
 
 t.test('compose.yaml: the services, their health checks, two API replicas, and no inline secret', async (t) => {
@@ -72,6 +75,8 @@ t.test('compose.yaml: the services, their health checks, two API replicas, and n
   t.equal(migrate.depends_on?.postgres?.condition, 'service_healthy')
   t.equal(nginx.depends_on?.api?.condition, 'service_healthy')
   t.equal(String(api.environment?.MIGRATE_ON_START), 'false', 'the API does not migrate: its role cannot')
+  t.match(String(api.environment?.PUBLIC_ORIGIN), /^https:\/\//, 'the API knows its own https origin (production requires it)')
+  t.match(String(api.environment?.CORS_ORIGINS), /:\?/, 'CORS_ORIGINS must be set in deploy/.env (production requires it)')
   const published = (nginx.ports ?? []).map(String)
   t.ok(published.some((port) => /(^|:)80$/.test(port)) && published.some((port) => /(^|:)443$/.test(port)), 'Nginx publishes 80 and 443')
   for (const name of ['postgres', 'migrate', 'api'] as const) t.notOk(services[name]?.ports, `${name} publishes no port`)
@@ -234,6 +239,7 @@ t.test('the real Nginx config in front of two API instances on Postgres', { skip
     MIGRATE_ON_START: 'false',
     TRUST_PROXY: '127.0.0.1',
     CORS_ORIGINS: 'https://app.example.test',
+    PUBLIC_ORIGIN: `https://localhost:${httpsPort}`,
     DOCS: 'false',
     LOG_LEVEL: 'info',
     // The rolling-restart client (127.0.0.5) sends thousands of requests in seconds: that scenario is
@@ -348,6 +354,19 @@ t.test('the real Nginx config in front of two API instances on Postgres', { skip
     t.equal(home.body, readFileSync(join(frontendRoot, 'index.html'), 'utf8'), 'the file itself')
     t.equal(home.headers['cache-control'], 'no-cache', 'revalidated on each load')
     t.equal(home.headers['access-control-allow-origin'], undefined)
+    // The page may not be framed: frame-ancestors only works as a header.
+    t.match(home.headers['content-security-policy'], /frame-ancestors 'none'/)
+    t.match(home.headers['content-security-policy'], /default-src 'none'/)
+    t.equal(home.headers['x-frame-options'], 'DENY')
+    t.equal(home.headers['referrer-policy'], 'strict-origin-when-cross-origin')
+    t.equal(home.count('content-security-policy'), 1)
+    t.equal(home.headers['strict-transport-security'], 'max-age=63072000; includeSubDomains', 'HSTS kept beside the page headers')
+  })
+
+  t.test('the :80 redirect ignores a forged Host', async (t) => {
+    const answer = await request({ port: httpPort, path: '/', headers: { host: 'evil.example' } })
+    t.equal(answer.status, 301)
+    t.equal(answer.headers.location, `https://localhost:${httpsPort}/`)
   })
 
   // gzip: on any compressible file big enough to be worth it (the frontend is being written).
@@ -540,12 +559,23 @@ t.test('the real Nginx config in front of two API instances on Postgres', { skip
       ['create a schema', 'create schema intruder'],
       ['create a temporary table', 'create temporary table intruder (id int)'],
       ['read the migration journal', 'select * from drizzle.__drizzle_migrations'],
+      // The audit log is append-only for the runtime role.
+      ['rewrite the audit log', "update audit_events set type = 'nothing_happened'"],
+      ['delete from the audit log', 'delete from audit_events'],
     ]
     for (const [label, statement] of refusals) {
       await t.rejects(appSql.unsafe(statement), { code: '42501' }, `it cannot ${label}`)
     }
     const [tables] = await ownerSql<Array<{ n: number }>>`select count(*)::int as n from information_schema.tables where table_schema = 'public'`
-    t.equal(tables?.n, 5, 'the schema is as the migrations left it')
+    t.equal(tables?.n, 6, 'the schema is as the migrations left it')
+    const [events] = await appSql<Array<{ n: number }>>`select count(*)::int as n from audit_events`
+    t.ok((events?.n ?? 0) > 0, 'it reads the audit log')
+    await appSql`insert into audit_events (type, detail) values ('deploy_check', '{}'::jsonb)`
+    t.pass('it appends to the audit log')
+    // Running roles.sql again (a password rotation) grants on every table: the audit log stays append-only.
+    run('psql', [serverUrl, '-X', '-q', '-v', `owner_role=${names.owner}`, '-v', `app_role=${names.app}`, '-v', `db_name=${names.db}`,
+      '-v', `owner_password=${passwords.owner}`, '-v', `app_password=${passwords.app}`, '-f', join(deploy, 'db', 'roles.sql')], { cwd: root })
+    await t.rejects(appSql`delete from audit_events`, { code: '42501' }, 'still append-only after roles.sql ran again')
   })
 
   t.teardown(() => { t.comment(`live deployment checks took ${Date.now() - started} ms`) })

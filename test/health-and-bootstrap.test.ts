@@ -1,7 +1,8 @@
 import t from 'tap'
 import { eq } from 'drizzle-orm'
 import { auditEvents, users } from '../src/db/schema.js'
-import { buildTestApp, STRONG_PASSWORD } from './helpers/app.js'
+import { buildApp } from '../src/app.js'
+import { buildTestApp, openTestDatabase, STRONG_PASSWORD, testConfig } from './helpers/app.js'
 
 t.test('health answers 200 while up; ready answers 200 when the database does', async (t) => {
   const app = await buildTestApp(t)
@@ -23,6 +24,25 @@ t.test('ADMIN_USERNAME/ADMIN_PASSWORD create that admin once; an existing name i
   t.equal(login.json().user.role, 'admin')
   const [event] = await app.db.select().from(auditEvents).where(eq(auditEvents.type, 'user_created'))
   t.match(event, { userId: root!.id, detail: { role: 'admin' } })
+})
+
+t.test('an existing name is left alone: not promoted, its password not replaced, nothing created', async (t) => {
+  // Someone registered the name first (case differs); then the API starts with ADMIN_USERNAME naming it.
+  const { database } = await openTestDatabase(t)
+  const first = await buildApp({ config: testConfig(), database })
+  const registered = await first.inject({ method: 'POST', url: '/api/auth/register', payload: { username: 'Root', password: STRONG_PASSWORD } })
+  t.equal(registered.statusCode, 201)
+  await first.close()
+  const adminPassword = 'bootstrap-Admin-Secret-91'
+  const second = await buildApp({ config: testConfig({ adminUsername: 'root', adminPassword }), database })
+  t.teardown(() => second.close())
+  await second.ready()
+  const rows = await second.db.select().from(users)
+  t.equal(rows.length, 1, 'no second user')
+  t.match(rows[0], { username: 'Root', role: 'user' }, 'still a plain user')
+  t.equal((await second.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'root', password: adminPassword } })).statusCode, 401, 'the bootstrap password does not open it')
+  t.equal((await second.inject({ method: 'POST', url: '/api/auth/login', payload: { username: 'root', password: STRONG_PASSWORD } })).statusCode, 200, 'its own password still does')
+  t.equal((await second.db.select().from(auditEvents).where(eq(auditEvents.type, 'user_created'))).length, 0, 'nothing was created')
 })
 
 t.test('an unknown route is a 404 in the error shape', async (t) => {

@@ -63,9 +63,9 @@ t.test('with METRICS_TOKEN', async (t) => {
     // One Bearer sign-in.
     const token = await app.inject({ method: 'POST', url: '/api/auth/token', payload: { username: bob.username, password: STRONG_PASSWORD } })
     t.equal(token.statusCode, 200)
-    // Eight wrong passwords for alice; with her registration and sign-in that is ten attempts on her
-    // name, so the next one meets the per-username limit.
-    for (let i = 0; i < 8; i++) {
+    // Ten wrong passwords for alice (only failures count per account), so the next attempt, even
+    // with the right password and from a client without her device cookie, meets the limit.
+    for (let i = 0; i < 10; i++) {
       const wrong = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: alice.username, password: 'not-her-Password-1' } })
       t.equal(wrong.statusCode, 401)
     }
@@ -92,18 +92,18 @@ t.test('with METRICS_TOKEN', async (t) => {
     const after = await scrape(app, TOKEN)
     const expected: Record<string, number> = {
       'auth_sign_ins_total{method="password",outcome="success"}': 3,
-      'auth_sign_ins_total{method="password",outcome="failure"}': 8,
+      'auth_sign_ins_total{method="password",outcome="failure"}': 10,
       'auth_sign_ins_total{method="password",outcome="second_factor_required"}': 0,
       'auth_refreshes_total{outcome="rotated"}': 1,
       'auth_refreshes_total{outcome="grace"}': 1,
       'auth_refreshes_total{outcome="invalid"}': 1,
       'auth_refreshes_total{outcome="reused"}': 1,
-      'auth_rate_limit_refusals_total{limit="credentials_username"}': 1,
+      'auth_rate_limit_refusals_total{limit="credentials_account"}': 1,
       'auth_rate_limit_refusals_total{limit="credentials_ip"}': 0,
       'auth_rate_limit_refusals_total{limit="global"}': 0,
       'http_requests_total{method="POST",route="/api/auth/register",status_code="201"}': 2,
       'http_requests_total{method="POST",route="/api/auth/login",status_code="200"}': 2,
-      'http_requests_total{method="POST",route="/api/auth/login",status_code="401"}': 8,
+      'http_requests_total{method="POST",route="/api/auth/login",status_code="401"}': 10,
       'http_requests_total{method="POST",route="/api/auth/login",status_code="429"}': 1,
       'http_requests_total{method="POST",route="/api/auth/token",status_code="200"}': 1,
       'http_requests_total{method="POST",route="/api/auth/refresh",status_code="200"}': 2,

@@ -99,10 +99,11 @@ t.test('the last admin can be neither demoted nor deleted, even by two admins ac
 
   const d = await signIn(solo, { role: 'admin' })
   const remaining = (await solo.db.select({ id: users.id }).from(users).where(eq(users.role, 'admin'))).map((u) => u.id)
+  t.equal(remaining.length, 2, 'two admins race to be deleted')
+  t.ok(remaining.includes(d.id), 'the newly promoted admin among them')
   const deletions = await Promise.allSettled(remaining.map((id) => solo.db.transaction((tx) => deleteUser(tx, id))))
   t.equal(deletions.filter((o) => o.status === 'rejected' && o.reason instanceof LastAdmin).length, 1, 'concurrent deletions leave one admin')
   t.equal(await admins(), 1)
-  t.ok(d)
 })
 
 t.test('deleting a user deletes their tasks and ends their sessions at once', async (t) => {

@@ -70,6 +70,13 @@ alter default privileges for role :"owner_role" in schema public
 alter default privileges for role :"owner_role" in schema public
   grant usage, select on sequences to :"app_role";
 
+-- The audit log is append-only for the API: it may add and read events, never rewrite or remove
+-- them, so a compromised instance cannot cover its tracks. (The grants above included it; this runs
+-- after them whenever this file is run again. The migrator repeats the revoke after each migration,
+-- see src/db/client.ts, so a table created later by a migration gets it too.)
+select format('revoke update, delete, truncate on table public.audit_events from %I', :'app_role')
+where exists (select from pg_tables where schemaname = 'public' and tablename = 'audit_events') \gexec
+
 -- Drizzle's migrator keeps its journal in the `drizzle` schema (created by the owner on the first
 -- migration). The runtime role is given nothing there: with MIGRATE_ON_START=false it never reads it.
 

@@ -9,6 +9,7 @@ import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator'
 import postgres from 'postgres'
 import { context as otelContext } from '@opentelemetry/api'
+import { assertPrivateDataDir } from '../config.js'
 import { projectRoot } from '../paths.js'
 import { QUERY_DEADLINE_MS, STATEMENT_TIMEOUT_MS, withDeadlines } from './deadlines.js'
 import { lockDataDir } from './data-dir-lock.js'
@@ -86,6 +87,22 @@ function withTelemetry (client: PGlite, telemetry: DatabaseTelemetry): PGlite {
   return scoped(client, false)
 }
 
+/**
+ * The audit log is append-only for every role but its owner: whatever grants a migration (or the
+ * default privileges of deploy/db/roles.sql) gave, no other role may update, delete or truncate its
+ * rows. Run by the migrating role (the owner) after each migration, so it stays true across them.
+ */
+async function keepAuditAppendOnly (client: postgres.Sql): Promise<void> {
+  const grantees = await client<Array<{ grantee: string }>>`
+    select distinct grantee from information_schema.role_table_grants
+    where table_schema = 'public' and table_name = 'audit_events'
+      and privilege_type in ('UPDATE', 'DELETE', 'TRUNCATE')
+      and grantee <> (select pg_get_userbyid(relowner) from pg_class where oid = 'public.audit_events'::regclass)`
+  for (const { grantee } of grantees) {
+    await client.unsafe(`revoke update, delete, truncate on table public.audit_events from ${grantee === 'PUBLIC' ? 'public' : `"${grantee.replaceAll('"', '""')}"`}`)
+  }
+}
+
 function openPostgres (url: string, poolSize: number, prepare: boolean): Database {
   const target = watchableTarget(url)
   const client = postgres(url, {
@@ -118,6 +135,7 @@ function openPostgres (url: string, poolSize: number, prepare: boolean): Databas
       try {
         await lockClient`select pg_advisory_lock(${MIGRATION_LOCK_ID})`
         await migratePostgres(drizzlePostgres({ client: lockClient }), { migrationsFolder: migrationsFolder() })
+        await keepAuditAppendOnly(lockClient)
         await lockClient`select pg_advisory_unlock(${MIGRATION_LOCK_ID})`
       } finally {
         await lockClient.end({ timeout: 5 })
@@ -129,7 +147,10 @@ function openPostgres (url: string, poolSize: number, prepare: boolean): Databas
 
 async function openEmbedded (dataDir: string): Promise<Database> {
   const inMemory = dataDir.startsWith('memory://')
-  if (!inMemory) await mkdir(dataDir, { recursive: true })
+  if (!inMemory) {
+    await mkdir(dataDir, { recursive: true, mode: 0o700 })
+    assertPrivateDataDir(dataDir)
+  }
   // One process at a time (see lockDataDir): a second one refuses here, before it reads anything.
   const unlock = inMemory ? () => {} : lockDataDir(dataDir)
   let client: PGlite

@@ -47,6 +47,11 @@ export const refreshTokens = pgTable('refresh_tokens', {
   sessionId: uuid('session_id').notNull().references(() => sessions.id, { onDelete: 'cascade' }),
   createdAt: moment('created_at').notNull().defaultNow(),
   replacedAt: moment('replaced_at'),
+  /**
+   * The hash of the token that replaced this one. Only the token the session's newest one replaced
+   * is honoured within the grace: anything two or more rotations old is reuse, however recent.
+   */
+  replacedBy: text('replaced_by'),
 }, (table) => [
   index('refresh_tokens_session_id_idx').on(table.sessionId),
 ])

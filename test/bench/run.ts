@@ -179,6 +179,9 @@ function apiEnv (databaseUrl: string, port: number, jwtSecret: string): Record<s
     FRONTEND_PORT: '0',
     LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
     DOCS: 'false',
+    // Production refuses the localhost defaults; the bench's clients send no Origin anyway.
+    CORS_ORIGINS: 'https://app.bench.invalid',
+    PUBLIC_ORIGIN: `https://127.0.0.1:${port}`,
     MIGRATE_ON_START: 'true',
     // The login storm comes from one address: without this it meets the credential limits at once.
     RATE_LIMIT_ALLOWLIST: '127.0.0.1,::1,::ffff:127.0.0.1',

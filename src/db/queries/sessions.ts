@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { and, desc, eq, gt, inArray, isNull, ne, sql } from 'drizzle-orm'
+import { and, desc, eq, gt, inArray, isNull, ne, or, sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
 import { refreshTokens, sessions, users } from '../schema.js'
 import { publicUser, type UserRow } from './users.js'
@@ -113,7 +113,13 @@ export async function rotateRefreshToken (db: Db, presented: string, limits: Ses
     }
     if (token.replacedAt !== null) {
       const replacedMsAgo = now.getTime() - token.replacedAt.getTime()
-      if (replacedMsAgo > limits.refreshReuseGrace * 1000) {
+      // Honoured only when its successor is the session's newest token: a tab that lost a race holds
+      // the token one step back, never two. Anything older is theft, however recent.
+      const [successor] = token.replacedBy === null
+        ? []
+        : await tx.select({ replacedAt: refreshTokens.replacedAt }).from(refreshTokens).where(eq(refreshTokens.tokenHash, token.replacedBy))
+      const isOneStepBack = successor !== undefined && successor.replacedAt === null
+      if (!isOneStepBack || replacedMsAgo > limits.refreshReuseGrace * 1000) {
         await tx.update(sessions).set({ revokedAt: now }).where(eq(sessions.id, session.id))
         return { kind: 'reused', sessionId: session.id, userId: session.userId }
       }
@@ -124,7 +130,7 @@ export async function rotateRefreshToken (db: Db, presented: string, limits: Ses
     if (!user) return { kind: 'invalid' }
     const next = newRefreshToken()
     const idleExpiresAt = secondsFromNow(limits.refreshTokenTtl, now.getTime())
-    await tx.update(refreshTokens).set({ replacedAt: now }).where(eq(refreshTokens.tokenHash, tokenHash))
+    await tx.update(refreshTokens).set({ replacedAt: now, replacedBy: next.tokenHash }).where(eq(refreshTokens.tokenHash, tokenHash))
     await tx.insert(refreshTokens).values({ tokenHash: next.tokenHash, sessionId: session.id })
     await tx.update(sessions).set({
       lastUsedAt: now,
@@ -132,6 +138,23 @@ export async function rotateRefreshToken (db: Db, presented: string, limits: Ses
     }).where(eq(sessions.id, session.id))
     return { kind: 'rotated', sessionId: session.id, user, refreshToken: next.token }
   })
+}
+
+/**
+ * Revokes the live session a browser presents when it signs in again (its refresh token, or the
+ * session id of an access token the caller verified): a new sign-in must not leave the old session
+ * alive behind it. Returns the ids it revoked.
+ */
+export async function revokePresentedSession (db: Db, presented: { refreshToken?: string | undefined, sessionId?: string | undefined }): Promise<string[]> {
+  const bySessionId = presented.sessionId === undefined ? undefined : eq(sessions.id, presented.sessionId)
+  const byRefreshToken = presented.refreshToken === undefined
+    ? undefined
+    : inArray(sessions.id, db.select({ id: refreshTokens.sessionId }).from(refreshTokens).where(eq(refreshTokens.tokenHash, hashRefreshToken(presented.refreshToken))))
+  if (bySessionId === undefined && byRefreshToken === undefined) return []
+  const revoked = await db.update(sessions).set({ revokedAt: new Date() })
+    .where(and(or(bySessionId, byRefreshToken), isNull(sessions.revokedAt)))
+    .returning({ id: sessions.id })
+  return revoked.map((row) => row.id)
 }
 
 /** Revokes one of the user's active sessions; false when there is no such session. */
