@@ -1,16 +1,15 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyRequest } from 'fastify'
 import { recordAuditEvent } from '../src/db/queries/audit.js'
-import {
-  createBrowserSession, createTokenSession, listActiveSessions, revokeAllSessions, revokeSession, rotateRefreshToken,
-  type ClientInfo,
-} from '../src/db/queries/sessions.js'
+import { listActiveSessions, revokeAllSessions, revokeSession, rotateRefreshToken } from '../src/db/queries/sessions.js'
 import { createUser, findUserWithHashById, findUserWithHashByName, setPasswordHash, type UserRow } from '../src/db/queries/users.js'
 import {
   BadCredentials, CommonPassword, RefreshInvalid, RefreshReused, SamePassword, SessionNotFound, WrongPassword,
 } from '../src/errors.js'
 import { hashPassword, isCommonPassword, PASSWORD_MAX_LENGTH, spendDecoyVerification, verifyPassword } from '../src/passwords.js'
-import { Credentials, DateTime, IdParams, NoContent, Password, signedIn, UserEnvelope } from '../src/schemas.js'
+import { BearerAnswer, Credentials, DateTime, IdParams, MfaChallengeSchema, NoContent, Password, signedIn, UserEnvelope } from '../src/schemas.js'
+import { SIGN_IN_METHODS } from '../src/db/schema.js'
+import { afterPassword } from '../src/sign-in.js'
 
 const Session = Type.Object({
   id: Type.String({ format: 'uuid' }),
@@ -19,15 +18,11 @@ const Session = Type.Object({
   userAgent: Type.Union([Type.String(), Type.Null()]),
   ip: Type.Union([Type.String(), Type.Null()]),
   current: Type.Boolean(),
+  method: Type.Union(SIGN_IN_METHODS.map((method) => Type.Literal(method)), { description: 'how the session was established' }),
 })
 
-function clientInfo (request: FastifyRequest): ClientInfo {
-  const userAgent = request.headers['user-agent']
-  return { userAgent: userAgent === undefined ? null : userAgent.slice(0, 300), ip: request.ip }
-}
-
-function publicFields ({ id, username, role, createdAt }: UserRow): UserRow {
-  return { id, username, role, createdAt }
+function publicFields ({ id, username, role, createdAt, mfa, totpOn }: UserRow & { totpOn: boolean }): UserRow & { totpOn: boolean } {
+  return { id, username, role, createdAt, mfa, totpOn }
 }
 
 const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -37,7 +32,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
    * The password check shared by /login and /token. An unknown name still costs one argon2
    * verification, so the two failures look the same and take the same time.
    */
-  async function checkCredentials (request: FastifyRequest, username: string, password: string): Promise<UserRow> {
+  async function checkCredentials (request: FastifyRequest, username: string, password: string): Promise<UserRow & { totpOn: boolean }> {
     const user = await findUserWithHashByName(app.db, username)
     const isValid = user === undefined
       ? (await spendDecoyVerification(password), false)
@@ -75,21 +70,14 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
     config: { rateLimitKind: 'credentials' },
     schema: {
       tags: ['auth'],
-      summary: 'Sign in: sets the access and refresh cookies',
+      summary: 'Sign in: sets the access and refresh cookies, or starts a two-step sign-in',
+      description: 'For a user with TOTP on, the answer is `{mfaRequired: true, methods}` with the pending-sign-in cookie; finish with POST /api/auth/mfa/verify.',
       body: Credentials,
-      response: { 200: UserEnvelope },
+      response: { 200: Type.Union([UserEnvelope, MfaChallengeSchema]) },
     },
   }, async (request, reply) => {
     const user = await checkCredentials(request, request.body.username, request.body.password)
-    const { sessionId, refreshToken } = await app.db.transaction(async (tx) => {
-      const session = await createBrowserSession(tx, user.id, clientInfo(request), config)
-      await recordAuditEvent(tx, request.log, {
-        type: 'login', userId: user.id, actorId: user.id, ip: request.ip, detail: { sessionId: session.sessionId },
-      })
-      return session
-    })
-    app.setAuthCookies(reply, { accessToken: app.signAccessToken(user, sessionId), refreshToken })
-    return { user }
+    return afterPassword(app, request, reply, user, 'browser')
   })
 
   app.post('/token', {
@@ -98,24 +86,14 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['auth'],
       summary: 'Sign in for non-browser clients: a Bearer token, no cookie',
       body: Credentials,
+      description: 'For a user with TOTP on, the answer is `{mfaRequired: true, mfa_token, methods}`; finish with POST /api/auth/mfa/verify.',
       response: {
-        200: Type.Object({
-          access_token: Type.String(),
-          token_type: Type.Literal('Bearer'),
-          expires_in: Type.Integer({ description: 'seconds' }),
-        }),
+        200: Type.Union([BearerAnswer, Type.Object({ ...MfaChallengeSchema.properties, mfa_token: Type.String() })]),
       },
     },
-  }, async (request) => {
+  }, async (request, reply) => {
     const user = await checkCredentials(request, request.body.username, request.body.password)
-    const { sessionId } = await app.db.transaction(async (tx) => {
-      const session = await createTokenSession(tx, user.id, clientInfo(request), config.accessTokenTtl)
-      await recordAuditEvent(tx, request.log, {
-        type: 'login', userId: user.id, actorId: user.id, ip: request.ip, detail: { sessionId: session.sessionId, client: 'bearer' },
-      })
-      return session
-    })
-    return { access_token: app.signAccessToken(user, sessionId), token_type: 'Bearer' as const, expires_in: config.accessTokenTtl }
+    return afterPassword(app, request, reply, user, 'bearer')
   })
 
   app.post('/refresh', {

@@ -14,6 +14,7 @@ import rateLimitPlugin from '../plugins/rate-limit.js'
 import authPlugin from '../plugins/auth.js'
 import docsPlugin from '../plugins/docs.js'
 import authRoutes from '../routes/auth.js'
+import mfaRoutes from '../routes/mfa.js'
 import healthRoutes from '../routes/health.js'
 import tasksRoutes from '../routes/tasks.js'
 import usersRoutes from '../routes/users.js'
@@ -38,6 +39,7 @@ export interface BuildAppOptions {
 export const LOG_REDACTIONS = [
   'req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]',
   '*.password', '*.currentPassword', '*.newPassword', '*.passwordHash', '*.access_token',
+  '*.code', '*.recoveryCode', '*.recoveryCodes', '*.mfa_token', '*.secret', '*.otpauthUrl', '*.totpSecret',
 ]
 
 function newAjv (options: AjvOptions): Ajv {
@@ -84,6 +86,7 @@ export async function buildApp ({ config, database, fastify = {}, pressure = {} 
 
   await app.register(healthRoutes, { prefix: '/api/health' })
   await app.register(authRoutes, { prefix: '/api/auth' })
+  await app.register(mfaRoutes, { prefix: '/api/auth' })
   await app.register(tasksRoutes, { prefix: '/api/tasks' })
   await app.register(usersRoutes, { prefix: '/api/users' })
   await app.register(auditRoutes, { prefix: '/api/audit' })

@@ -2,14 +2,17 @@ import { createInterface } from 'node:readline'
 import { Writable, type Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { ConfigError, loadDatabaseConfig } from '../config.js'
+import { ConfigError, loadDatabaseConfig, loadEncryptionConfig } from '../config.js'
 import { openDatabase, type Database } from '../db/client.js'
 import { recordAuditEvent, type AuditLog } from '../db/queries/audit.js'
+import { disableTotp, reencryptTotpSecrets } from '../db/queries/mfa.js'
+import { voidSecrets } from '../db/queries/one-time-secrets.js'
 import { revokeAllSessions } from '../db/queries/sessions.js'
 import { changeRole, createUser, deleteUser, findUserWithHashByName, listUsers, setPasswordHash } from '../db/queries/users.js'
 import { ROLES, type Role } from '../db/schema.js'
 import { LastAdmin, UsernameTaken } from '../errors.js'
 import { hashPassword, isCommonPassword, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../passwords.js'
+import { createSecretBox } from '../secret-box.js'
 
 export const USAGE = `Usage: npm run users -- <command>
 
@@ -18,6 +21,9 @@ export const USAGE = `Usage: npm run users -- <command>
   reset-password <username> [--password-stdin]     set a new password and end all of the user's sessions
   delete <username>                                delete a user with their tasks and sessions
   list                                             list every user
+  mfa-reset <username>                             turn the user's TOTP off (recovery codes too) and end their sessions
+  reencrypt-secrets                                re-seal every TOTP secret with ENCRYPTION_KEY (after a rotation;
+                                                   the old key must be in ENCRYPTION_PREVIOUS_KEYS)
 
 Works on DATABASE_URL, or on the embedded database in DATA_DIR (./data) when it is not set.
 Exit codes: 0 done, 1 refused (unknown user, name taken, last admin, weak password), 2 usage or configuration.`
@@ -144,6 +150,29 @@ export async function runUsersCommand (argv: string[], database: Database, io: C
           for (const user of page.items) io.stdout.write(`${user.id}\t${user.username}\t${user.role}\t${user.createdAt.toISOString()}\n`)
           cursor = page.nextCursor ?? undefined
         } while (cursor !== undefined)
+        return 0
+      }
+      case 'mfa-reset': {
+        // For an administrator helping a user who lost their phone and their recovery codes: the
+        // user signs in with the password alone and enrols again. Whoever held a session is out.
+        const [username] = rest
+        if (username === undefined || rest.length !== 1) return usage()
+        const target = await findByName(database, username)
+        const revoked = await db.transaction(async (tx) => {
+          const wasOn = await disableTotp(tx, target.id)
+          await voidSecrets(tx, target.id, 'mfa_pending')
+          const count = await revokeAllSessions(tx, target.id)
+          await recordAuditEvent(tx, quietLog, { type: 'mfa_disabled', userId: target.id, detail: { by: 'cli', reset: true, wasOn, revokedSessions: count } })
+          return count
+        })
+        io.stdout.write(`second factor reset for ${target.username}; ${revoked} session(s) ended\n`)
+        return 0
+      }
+      case 'reencrypt-secrets': {
+        if (rest.length !== 0) return usage()
+        const keys = loadEncryptionConfig(process.env)
+        const resealed = await reencryptTotpSecrets(db, createSecretBox(keys.encryptionKey, keys.encryptionPreviousKeys))
+        io.stdout.write(`${resealed} TOTP secret(s) re-sealed with the current ENCRYPTION_KEY\n`)
         return 0
       }
       default:

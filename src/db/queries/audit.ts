@@ -6,6 +6,7 @@ import { decodeCursor, toPage } from '../pagination.js'
 export const AUDIT_TYPES = [
   'register', 'login', 'login_failed', 'logout', 'logout_all', 'refresh_reused', 'password_changed',
   'session_revoked', 'role_changed', 'user_deleted', 'access_denied', 'user_created', 'password_reset',
+  'mfa_enabled', 'mfa_disabled', 'mfa_failed', 'recovery_codes_regenerated', 'recovery_code_used',
 ] as const
 export type AuditType = typeof AUDIT_TYPES[number]
 
