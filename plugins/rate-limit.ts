@@ -142,8 +142,13 @@ function accountFailureCounter (redis: Redis | undefined, prefix: string, limit:
         } catch { /* fall through to memory */ }
       }
       const entry = fromMemory(key)
-      if (entry === undefined) memory.set(key, { count: 1, resetAt: Date.now() + limit.timeWindow })
-      else entry.count += 1
+      if (entry === undefined) {
+        // Only a right password or a signed-in user gets this far, but keep the map bounded anyway.
+        if (memory.size >= 10_000) for (const [stale, { resetAt }] of memory) if (resetAt <= Date.now()) memory.delete(stale)
+        memory.set(key, { count: 1, resetAt: Date.now() + limit.timeWindow })
+      } else {
+        entry.count += 1
+      }
     },
   }
 }

@@ -39,7 +39,8 @@ export interface BuildAppOptions {
 export const LOG_REDACTIONS = [
   'req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]',
   '*.password', '*.currentPassword', '*.newPassword', '*.passwordHash', '*.access_token',
-  '*.code', '*.recoveryCode', '*.recoveryCodes', '*.mfa_token', '*.secret', '*.otpauthUrl', '*.totpSecret',
+  // Not `*.code`: that would hide error codes (err.code) from every log line.
+  '*.recoveryCode', '*.recoveryCodes', '*.mfa_token', '*.secret', '*.otpauthUrl', '*.totpSecret',
 ]
 
 function newAjv (options: AjvOptions): Ajv {
