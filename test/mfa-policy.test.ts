@@ -111,6 +111,27 @@ t.test('mfa-reset (CLI): TOTP off, sessions ended, audited', async (t) => {
   t.equal((await runUsersCommand(['mfa-reset', 'nobody_here'], app.database, { stdin: Readable.from(['']), stdout, stderr })), 1)
 })
 
+t.test('reencrypt-secrets (CLI): after a key rotation every secret is sealed with the new key', async (t) => {
+  const oldKey = randomBytes(32).toString('base64url')
+  const newKey = randomBytes(32).toString('base64url')
+  const app = await buildTestApp(t, { encryptionKey: oldKey })
+  const gina = await signIn(app)
+  const { secret } = await enrolTotp(app, gina)
+  const stdout = new PassThrough()
+  const stderr = new PassThrough()
+  let out = ''
+  stdout.on('data', (chunk) => { out += chunk })
+  const run = (env: Record<string, string>) => runUsersCommand(['reencrypt-secrets'], app.database, { stdin: Readable.from(['']), stdout, stderr }, { DATA_DIR: 'memory://', ...env })
+  t.equal(await run({ ENCRYPTION_KEY: newKey }), 1, 'without the old key the secrets cannot be opened: refused, nothing changed')
+  t.equal(await run({ ENCRYPTION_KEY: newKey, ENCRYPTION_PREVIOUS_KEYS: oldKey }), 0)
+  t.match(out, /1 TOTP secret\(s\) re-sealed/)
+  const [row] = await app.db.select({ sealed: users.totpSecret }).from(users).where(eq(users.id, gina.id))
+  t.equal(createSecretBox(newKey).open(row!.sealed!, gina.id), secret, 'the new key alone opens it')
+  t.throws(() => createSecretBox(oldKey).open(row!.sealed!, gina.id), 'the old key no longer does')
+  t.equal(await run({ ENCRYPTION_KEY: newKey, ENCRYPTION_PREVIOUS_KEYS: oldKey }), 0)
+  t.match(out, /0 TOTP secret\(s\) re-sealed/, 'a second run has nothing to do')
+})
+
 async function redisAvailable (): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = createConnection({ host: '127.0.0.1', port: 6379 })

@@ -12,7 +12,7 @@ import { changeRole, createUser, deleteUser, findUserWithHashByName, listUsers, 
 import { ROLES, type Role } from '../db/schema.js'
 import { LastAdmin, UsernameTaken } from '../errors.js'
 import { hashPassword, isCommonPassword, PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../passwords.js'
-import { createSecretBox } from '../secret-box.js'
+import { createSecretBox, SecretBoxError } from '../secret-box.js'
 
 export const USAGE = `Usage: npm run users -- <command>
 
@@ -75,7 +75,7 @@ async function findByName (database: Database, username: string) {
 }
 
 /** Runs one command against an open database and returns the process exit code. */
-export async function runUsersCommand (argv: string[], database: Database, io: CliIo): Promise<number> {
+export async function runUsersCommand (argv: string[], database: Database, io: CliIo, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   let parsed
   try {
     parsed = parseArgs({ args: argv, allowPositionals: true, options: { admin: { type: 'boolean' }, 'password-stdin': { type: 'boolean' } } })
@@ -170,7 +170,7 @@ export async function runUsersCommand (argv: string[], database: Database, io: C
       }
       case 'reencrypt-secrets': {
         if (rest.length !== 0) return usage()
-        const keys = loadEncryptionConfig(process.env)
+        const keys = loadEncryptionConfig(env)
         const resealed = await reencryptTotpSecrets(db, createSecretBox(keys.encryptionKey, keys.encryptionPreviousKeys))
         io.stdout.write(`${resealed} TOTP secret(s) re-sealed with the current ENCRYPTION_KEY\n`)
         return 0
@@ -179,9 +179,14 @@ export async function runUsersCommand (argv: string[], database: Database, io: C
         return usage()
     }
   } catch (error) {
+    if (error instanceof ConfigError) {
+      io.stderr.write(`error: ${error.message}\n`)
+      return 2
+    }
     if (error instanceof CliRefusal) io.stderr.write(`error: ${error.message}\n`)
     else if (error instanceof UsernameTaken) io.stderr.write('error: that username is taken\n')
     else if (error instanceof LastAdmin) io.stderr.write('error: this would leave no admin\n')
+    else if (error instanceof SecretBoxError) io.stderr.write(`error: a TOTP secret could not be opened (${error.message})\n`)
     else throw error
     return 1
   }
