@@ -2,17 +2,21 @@ import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { createConnection } from 'node:net'
 import { PassThrough, Readable } from 'node:stream'
-import { eq, sql } from 'drizzle-orm'
+import { eq, isNotNull, sql } from 'drizzle-orm'
 import { generateSync } from 'otplib'
 import { buildApp } from '../src/app.js'
 import { runUsersCommand } from '../src/cli/users.js'
 import { auditEvents, sessions, users } from '../src/db/schema.js'
 import { createSecretBox } from '../src/secret-box.js'
-import { buildTestApp, cookiesFrom, openTestDatabase, promote, signIn, testConfig } from './helpers/app.js'
+import { buildTestApp, cookiesFrom, promote, signIn, testConfig } from './helpers/app.js'
 import { enrolTotp, passwordStep, roomInStep, totpCode, verifyCode } from './helpers/mfa.js'
 
+// One app (one database) for the whole file: a new embedded database costs seconds. Admins must
+// have a second factor here; the other tests use plain users, whom that does not touch.
+const encryptionKey = randomBytes(32).toString('base64url')
+const app = await buildTestApp(t, { mfaRequiredRoles: ['admin'], encryptionKey, rateLimitAllowList: ['127.0.0.1'] })
+
 t.test('MFA_REQUIRED_ROLES: an admin without a factor may only enrol; a promotion counts on the next request', async (t) => {
-  const app = await buildTestApp(t, { mfaRequiredRoles: ['admin'] })
   const alice = await signIn(app)
   const get = (url: string) => app.inject({ method: 'GET', url, cookies: alice.cookies })
   const createTask = () => app.inject({ method: 'POST', url: '/api/tasks', cookies: alice.cookies, payload: { title: 'a task' } })
@@ -25,14 +29,14 @@ t.test('MFA_REQUIRED_ROLES: an admin without a factor may only enrol; a promotio
     t.equal(answer.statusCode, 403)
     t.equal(answer.json().code, 'MFA_ENROLMENT_REQUIRED')
   }
-  const [task] = await app.db.select({ id: sql<string>`id` }).from(sql`tasks`)
+  const [task] = await app.db.select({ id: sql<string>`id` }).from(sql`tasks`).where(sql`owner_id = ${alice.id}`)
   const oneTask = await get(`/api/tasks/${task!.id}`)
   t.equal(oneTask.json().code, 'MFA_ENROLMENT_REQUIRED', 'the task statements hold the rule too')
   const patch = await app.inject({ method: 'PATCH', url: `/api/tasks/${task!.id}`, cookies: alice.cookies, payload: { done: true } })
   t.equal(patch.json().code, 'MFA_ENROLMENT_REQUIRED')
   const remove = await app.inject({ method: 'DELETE', url: `/api/tasks/${task!.id}`, cookies: alice.cookies })
   t.equal(remove.json().code, 'MFA_ENROLMENT_REQUIRED')
-  t.equal((await app.db.select({ id: sql<string>`id` }).from(sql`tasks`)).length, 1, 'a refused delete changes nothing')
+  t.equal((await app.db.select({ id: sql<string>`id` }).from(sql`tasks`).where(sql`owner_id = ${alice.id}`)).length, 1, 'a refused delete changes nothing')
 
   t.equal((await get('/api/auth/me')).statusCode, 200, '/me still answers')
   const state = await get('/api/auth/mfa')
@@ -47,15 +51,13 @@ t.test('MFA_REQUIRED_ROLES: an admin without a factor may only enrol; a promotio
   t.equal(logout.statusCode, 204)
 })
 
-t.test('a user whose role needs a factor can still sign out before enrolling', async (t) => {
-  const app = await buildTestApp(t, { mfaRequiredRoles: ['user'] })
-  const bob = await signIn(app)
+t.test('an admin who must enrol can still sign out first', async (t) => {
+  const bob = await signIn(app, undefined, 'admin')
   t.equal((await app.inject({ method: 'GET', url: '/api/tasks', cookies: bob.cookies })).json().code, 'MFA_ENROLMENT_REQUIRED')
   t.equal((await app.inject({ method: 'POST', url: '/api/auth/logout', cookies: bob.cookies })).statusCode, 204)
 })
 
 t.test('a database copy holds no usable TOTP secret, and no recovery code', async (t) => {
-  const app = await buildTestApp(t)
   const carol = await signIn(app)
   const { secret, recoveryCodes } = await enrolTotp(app, carol)
   const raw = Buffer.from(secret.replace(/=+$/, '').split('').map((c) => 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'.indexOf(c).toString(2).padStart(5, '0')).join('').match(/.{8}/g)!.map((bits) => parseInt(bits, 2)))
@@ -93,7 +95,6 @@ t.test('the secret box: a rotated key still opens old values until re-sealed', a
 })
 
 t.test('mfa-reset (CLI): TOTP off, sessions ended, audited', async (t) => {
-  const app = await buildTestApp(t)
   const dave = await signIn(app)
   await enrolTotp(app, dave)
   const stdout = new PassThrough()
@@ -112,9 +113,8 @@ t.test('mfa-reset (CLI): TOTP off, sessions ended, audited', async (t) => {
 })
 
 t.test('reencrypt-secrets (CLI): after a key rotation every secret is sealed with the new key', async (t) => {
-  const oldKey = randomBytes(32).toString('base64url')
+  const oldKey = encryptionKey
   const newKey = randomBytes(32).toString('base64url')
-  const app = await buildTestApp(t, { encryptionKey: oldKey })
   const gina = await signIn(app)
   const { secret } = await enrolTotp(app, gina)
   const stdout = new PassThrough()
@@ -123,8 +123,9 @@ t.test('reencrypt-secrets (CLI): after a key rotation every secret is sealed wit
   stdout.on('data', (chunk) => { out += chunk })
   const run = (env: Record<string, string>) => runUsersCommand(['reencrypt-secrets'], app.database, { stdin: Readable.from(['']), stdout, stderr }, { DATA_DIR: 'memory://', ...env })
   t.equal(await run({ ENCRYPTION_KEY: newKey }), 1, 'without the old key the secrets cannot be opened: refused, nothing changed')
+  const sealedSecrets = (await app.db.select({ id: users.id }).from(users).where(isNotNull(users.totpSecret))).length
   t.equal(await run({ ENCRYPTION_KEY: newKey, ENCRYPTION_PREVIOUS_KEYS: oldKey }), 0)
-  t.match(out, /1 TOTP secret\(s\) re-sealed/)
+  t.match(out, new RegExp(`^${sealedSecrets} TOTP secret\\(s\\) re-sealed`, 'm'), 'every secret in the database')
   const [row] = await app.db.select({ sealed: users.totpSecret }).from(users).where(eq(users.id, gina.id))
   t.equal(createSecretBox(newKey).open(row!.sealed!, gina.id), secret, 'the new key alone opens it')
   t.throws(() => createSecretBox(oldKey).open(row!.sealed!, gina.id), 'the old key no longer does')
@@ -141,14 +142,16 @@ async function redisAvailable (): Promise<boolean> {
 }
 
 t.test('wrong codes are limited per account across two instances sharing Redis', { skip: await redisAvailable() ? false : 'no Redis on 127.0.0.1:6379' }, async (t) => {
-  const { database, databaseUrl } = await openTestDatabase(t)
   // Two instances of one deployment share the database, Redis and ENCRYPTION_KEY.
-  const encryptionKey = randomBytes(32).toString('base64url')
   const instance = async () => {
-    const app = await buildApp({ config: testConfig({ databaseUrl, encryptionKey, redisUrl: 'redis://127.0.0.1:6379', rateLimitAllowList: ['127.0.0.1'] }), database, pressure: { maxEventLoopDelay: 0 } })
-    t.teardown(() => app.close())
-    await app.ready()
-    return app
+    const instance = await buildApp({
+      config: testConfig({ encryptionKey, redisUrl: 'redis://127.0.0.1:6379', rateLimitAllowList: ['127.0.0.1'] }),
+      database: app.database,
+      pressure: { maxEventLoopDelay: 0 },
+    })
+    t.teardown(() => instance.close())
+    await instance.ready()
+    return instance
   }
   const first = await instance()
   const second = await instance()
