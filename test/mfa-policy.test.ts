@@ -145,7 +145,8 @@ t.test('wrong codes are limited per account across two instances sharing Redis',
   // Two instances of one deployment share the database, Redis and ENCRYPTION_KEY.
   const instance = async () => {
     const instance = await buildApp({
-      config: testConfig({ encryptionKey, redisUrl: 'redis://127.0.0.1:6379', rateLimitAllowList: ['127.0.0.1'] }),
+      // The shared database is migrated already: these instances start as production ones do.
+      config: testConfig({ encryptionKey, migrateOnStart: false, redisUrl: 'redis://127.0.0.1:6379', rateLimitAllowList: ['127.0.0.1'] }),
       database: app.database,
       pressure: { maxEventLoopDelay: 0 },
     })
