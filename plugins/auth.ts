@@ -7,8 +7,9 @@ import fp from 'fastify-plugin'
 import type { Role } from '../src/db/schema.js'
 import { prepareActiveSessionUser, type Caller } from '../src/db/queries/sessions.js'
 import type { UserRow } from '../src/db/queries/users.js'
-import { ForbiddenRole, RefreshInvalid, SessionRevoked, TokenExpired, TokenInvalid, TokenMissing } from '../src/errors.js'
+import { ForbiddenRole, MfaEnrolmentRequired, RefreshInvalid, SessionRevoked, TokenExpired, TokenInvalid, TokenMissing } from '../src/errors.js'
 import { isUuid } from '../src/rules.js'
+import { createSecretBox, type SecretBox } from '../src/secret-box.js'
 
 /** What an access token says. `typ` keeps any other token we might ever sign from passing as one. */
 export interface AccessClaims { sub: string, sid: string, role: Role, typ: 'access', jti: string }
@@ -48,6 +49,16 @@ declare module 'fastify' {
     readAccessCookieSession: (request: FastifyRequest) => string | undefined
     /** The browser's valid device cookie, if it has one (and only one). */
     readDeviceCookie: (request: FastifyRequest) => DeviceCookie | undefined
+    /** The pending sign-in cookie between a right password and its second factor. */
+    setMfaPendingCookie: (reply: FastifyReply, value: string) => void
+    clearMfaPendingCookie: (reply: FastifyReply) => void
+    /** Seals and opens TOTP secrets with ENCRYPTION_KEY. */
+    secretBox: SecretBox
+    /**
+     * Throws 403 MFA_ENROLMENT_REQUIRED when MFA_REQUIRED_ROLES names the user's role (as stored
+     * now), they have no second factor, and the route is not one they need to get one.
+     */
+    assertSecondFactorPolicy: (request: FastifyRequest, user: { role: Role, mfa: boolean }) => void
   }
 }
 
@@ -74,6 +85,17 @@ export function cookieCount (request: FastifyRequest, name: string): number {
   }
   return count
 }
+
+/**
+ * What a user who must enrol may still reach (API.md, "Managing second factors"): who they are,
+ * the enrolment routes, and the way out. Matched on the route pattern, never the raw URL.
+ */
+function isEnrolmentRoute (route: string): boolean {
+  return route === '/api/auth/me' || route === '/api/auth/logout' || route === '/api/auth/refresh' ||
+    route === '/api/auth/mfa' || route.startsWith('/api/auth/mfa/') ||
+    route === '/api/auth/passkeys' || route.startsWith('/api/auth/passkeys/')
+}
+
 
 export default fp(async (app) => {
   const { config } = app
@@ -151,6 +173,7 @@ export default fp(async (app) => {
     const [user] = await activeSessionUser.execute({ sessionId: claims.sid, userId: claims.sub })
     if (!user) throw new SessionRevoked()
     request.user = user
+    app.assertSecondFactorPolicy(request, user)
     if (roles !== undefined && !roles.includes(user.role)) {
       await request.audit(app.db, 'access_denied', {
         detail: { method: request.method, route: request.routeOptions.url ?? request.url, role: user.role },
@@ -158,6 +181,15 @@ export default fp(async (app) => {
       throw new ForbiddenRole()
     }
   })
+
+  const requiredRoles = new Set(config.mfaRequiredRoles)
+  app.decorate('assertSecondFactorPolicy', (request: FastifyRequest, user: { role: Role, mfa: boolean }) => {
+    if (!requiredRoles.has(user.role) || user.mfa) return
+    if (isEnrolmentRoute(request.routeOptions.url ?? '')) return
+    throw new MfaEnrolmentRequired()
+  })
+
+  app.decorate('secretBox', createSecretBox(config.encryptionKey, config.encryptionPreviousKeys))
 
   app.decorate('signAccessToken', (user: { id: string, role: Role }, sessionId: string) =>
     app.jwt.sign({ sub: user.id, sid: sessionId, role: user.role, typ: 'access', jti: randomUUID() }))
@@ -228,5 +260,14 @@ export default fp(async (app) => {
   app.decorate('clearAuthCookies', (reply: FastifyReply) => {
     reply.setCookie(config.accessCookieName, '', { ...accessCookie, maxAge: 0 })
     reply.setCookie(config.refreshCookieName, '', { ...refreshCookie, maxAge: 0 })
+  })
+
+  // Five minutes to type the code; only the auth routes ever see it.
+  const mfaPendingCookie: CookieSerializeOptions = { ...baseCookie, path: '/api/auth', maxAge: 300 }
+  app.decorate('setMfaPendingCookie', (reply: FastifyReply, value: string) => {
+    reply.setCookie(config.mfaPendingCookieName, value, mfaPendingCookie)
+  })
+  app.decorate('clearMfaPendingCookie', (reply: FastifyReply) => {
+    reply.setCookie(config.mfaPendingCookieName, '', { ...mfaPendingCookie, maxAge: 0 })
   })
 }, { name: 'auth', dependencies: ['config', 'db', 'audit'] })

@@ -2,16 +2,15 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { accountKeyOfName, accountKeyOfUser } from '../plugins/account-limit.js'
 import { recordAuditEvent } from '../src/db/queries/audit.js'
-import {
-  createBrowserSession, createTokenSession, listActiveSessions, revokeAllSessions, revokePresentedSession, revokeSession, rotateRefreshToken,
-  type ClientInfo,
-} from '../src/db/queries/sessions.js'
+import { listActiveSessions, revokeAllSessions, revokeSession, rotateRefreshToken } from '../src/db/queries/sessions.js'
 import { createUser, findUserWithHashById, findUserWithHashByName, setPasswordHash, type UserRow } from '../src/db/queries/users.js'
 import {
   BadCredentials, CommonPassword, RefreshInvalid, RefreshReused, SamePassword, SessionNotFound, WrongPassword,
 } from '../src/errors.js'
 import { hashPassword, isCommonPassword, PASSWORD_MAX_LENGTH, spendDecoyVerification, verifyPassword } from '../src/passwords.js'
-import { Credentials, DateTime, failures, IdParams, NoContent, Password, refreshCookie, settingCookies, signedIn, UserEnvelope } from '../src/schemas.js'
+import { BearerAnswer, Credentials, DateTime, failures, IdParams, MfaChallengeSchema, NoContent, Password, refreshCookie, settingCookies, signedIn, UserEnvelope } from '../src/schemas.js'
+import { SIGN_IN_METHODS } from '../src/db/schema.js'
+import { afterPassword } from '../src/sign-in.js'
 
 // How the OpenAPI document names the cookies that sign-in sets and sign-out clears.
 const SIGNED_IN_COOKIES = 'the access cookie (`__Host-access_token`) and the refresh cookie (`__Secure-refresh_token`; both without the prefix when COOKIE_SECURE=false), HttpOnly'
@@ -23,15 +22,11 @@ const Session = Type.Object({
   userAgent: Type.Union([Type.String(), Type.Null()]),
   ip: Type.Union([Type.String(), Type.Null()]),
   current: Type.Boolean(),
+  method: Type.Union(SIGN_IN_METHODS.map((method) => Type.Literal(method)), { description: 'how the session was established' }),
 })
 
-function clientInfo (request: FastifyRequest): ClientInfo {
-  const userAgent = request.headers['user-agent']
-  return { userAgent: userAgent === undefined ? null : userAgent.slice(0, 300), ip: request.ip }
-}
-
-function publicFields ({ id, username, role, createdAt }: UserRow): UserRow {
-  return { id, username, role, createdAt }
+function publicFields ({ id, username, role, createdAt, mfa, totpOn }: UserRow & { totpOn: boolean }): UserRow & { totpOn: boolean } {
+  return { id, username, role, createdAt, mfa, totpOn }
 }
 
 const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -41,7 +36,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
    * The password check shared by /login and /token. An unknown name still costs one argon2
    * verification, so the two failures look the same and take the same time.
    */
-  async function checkCredentials (request: FastifyRequest, reply: FastifyReply, username: string, password: string): Promise<UserRow> {
+  async function checkCredentials (request: FastifyRequest, reply: FastifyReply, username: string, password: string): Promise<UserRow & { totpOn: boolean }> {
     const user = await findUserWithHashByName(app.db, username)
     // Checked before the password: while limited, the right one gets the same 429 as a wrong one.
     const account = user === undefined ? accountKeyOfName(username) : accountKeyOfUser(user.id)
@@ -90,34 +85,17 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
     config: { rateLimitKind: 'credentials' },
     schema: {
       tags: ['auth'],
-      summary: 'Sign in: sets the access and refresh cookies',
+      summary: 'Sign in: sets the access and refresh cookies, or starts a two-step sign-in',
+      description: 'For a user with TOTP on, the answer is `{mfaRequired: true, methods}` with the pending-sign-in cookie; finish with POST /api/auth/mfa/verify.',
       body: Credentials,
       response: {
-        200: settingCookies(UserEnvelope, `Sets ${SIGNED_IN_COOKIES}`),
+        200: Type.Union([settingCookies(UserEnvelope, `Sets ${SIGNED_IN_COOKIES}`), MfaChallengeSchema]),
         ...failures({ 401: '`BAD_CREDENTIALS`: the same answer for an unknown user and a wrong password' }),
       },
     },
   }, async (request, reply) => {
     const user = await checkCredentials(request, reply, request.body.username, request.body.password)
-    // A duplicated refresh cookie is not an error here: the sign-in replaces whatever was there.
-    const presentedRefresh = (() => { try { return app.readRefreshToken(request) } catch { return undefined } })()
-    const { sessionId, refreshToken } = await app.db.transaction(async (tx) => {
-      // The session this browser held until now ends with the new sign-in, rather than live on unseen.
-      const replaced = await revokePresentedSession(tx, { refreshToken: presentedRefresh, sessionId: app.readAccessCookieSession(request) })
-      const session = await createBrowserSession(tx, user.id, clientInfo(request), config)
-      await recordAuditEvent(tx, request.log, {
-        type: 'login',
-        userId: user.id,
-        actorId: user.id,
-        ip: request.ip,
-        detail: { sessionId: session.sessionId, ...(replaced.length === 0 ? {} : { replacedSessionIds: replaced }) },
-      })
-      return session
-    })
-    app.setAuthCookies(reply, { accessToken: app.signAccessToken(user, sessionId), refreshToken })
-    app.metrics.signIns.inc({ method: 'password', outcome: 'success' })
-    app.setDeviceCookie(request, reply, user.id)
-    return { user }
+    return afterPassword(app, request, reply, user, 'browser')
   })
 
   app.post('/token', {
@@ -126,26 +104,15 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['auth'],
       summary: 'Sign in for non-browser clients: a Bearer token, no cookie',
       body: Credentials,
+      description: 'For a user with TOTP on, the answer is `{mfaRequired: true, mfa_token, methods}`; finish with POST /api/auth/mfa/verify.',
       response: {
-        200: Type.Object({
-          access_token: Type.String(),
-          token_type: Type.Literal('Bearer'),
-          expires_in: Type.Integer({ description: 'seconds' }),
-        }),
+        200: Type.Union([BearerAnswer, Type.Object({ ...MfaChallengeSchema.properties, mfa_token: Type.String() })]),
         ...failures({ 401: '`BAD_CREDENTIALS`: the same answer for an unknown user and a wrong password' }),
       },
     },
   }, async (request, reply) => {
     const user = await checkCredentials(request, reply, request.body.username, request.body.password)
-    const { sessionId } = await app.db.transaction(async (tx) => {
-      const session = await createTokenSession(tx, user.id, clientInfo(request), config.accessTokenTtl)
-      await recordAuditEvent(tx, request.log, {
-        type: 'login', userId: user.id, actorId: user.id, ip: request.ip, detail: { sessionId: session.sessionId, client: 'bearer' },
-      })
-      return session
-    })
-    app.metrics.signIns.inc({ method: 'password', outcome: 'success' })
-    return { access_token: app.signAccessToken(user, sessionId), token_type: 'Bearer' as const, expires_in: config.accessTokenTtl }
+    return afterPassword(app, request, reply, user, 'bearer')
   })
 
   app.post('/refresh', {

@@ -22,7 +22,7 @@ const TaskEnvelope = Type.Object({ task: Task })
  * checked by each query itself, in the same round trip (see prepareTaskQueries).
  */
 const tasksRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  const tasks = prepareTaskQueries(app.db)
+  const tasks = prepareTaskQueries(app.db, app.config.mfaRequiredRoles)
   app.addHook('preHandler', app.tokenVerified)
 
   app.get('/', {

@@ -107,4 +107,6 @@ if (!existsSync(join(build, COMPLETE))) {
 if (process.exitCode !== 1) {
   pointDistAt(relative(root, build))
   prune(name)
+  // Browser modules the example frontend imports (src/frontend-vendor.ts), copied out of node_modules.
+  execFileSync(process.execPath, [join(root, 'dist', 'src', 'frontend-vendor.js')], { cwd: root, stdio: 'inherit' })
 }

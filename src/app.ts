@@ -19,6 +19,7 @@ import authPlugin from '../plugins/auth.js'
 import accountLimitPlugin from '../plugins/account-limit.js'
 import docsPlugin from '../plugins/docs.js'
 import authRoutes from '../routes/auth.js'
+import mfaRoutes from '../routes/mfa.js'
 import healthRoutes from '../routes/health.js'
 import tasksRoutes from '../routes/tasks.js'
 import usersRoutes from '../routes/users.js'
@@ -51,6 +52,8 @@ export interface BuildAppOptions {
 const LOG_REDACTIONS = [
   'req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]',
   '*.password', '*.currentPassword', '*.newPassword', '*.passwordHash', '*.access_token',
+  // Not `*.code`: that would hide error codes (err.code) from every log line.
+  '*.recoveryCode', '*.recoveryCodes', '*.mfa_token', '*.secret', '*.otpauthUrl', '*.totpSecret',
 ]
 
 function newAjv (options: AjvOptions): Ajv {
@@ -118,6 +121,7 @@ export async function buildApp ({ config, database, fastify = {}, pressure = {},
 
   await app.register(healthRoutes, { prefix: '/api/health' })
   await app.register(authRoutes, { prefix: '/api/auth' })
+  await app.register(mfaRoutes, { prefix: '/api/auth' })
   await app.register(tasksRoutes, { prefix: '/api/tasks' })
   await app.register(usersRoutes, { prefix: '/api/users' })
   await app.register(auditRoutes, { prefix: '/api/audit' })

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { isValidUsername, passwordLengthProblem, USERNAME_RULE_IN_WORDS } from './rules.js'
+import { ROLES, type Role } from './db/schema.js'
 
 export interface Config {
   readonly isProduction: boolean
@@ -43,6 +44,7 @@ export interface Config {
   readonly refreshCookieName: string
   /** The device cookie: a browser that signed in as a user before passes that user's per-account limit. */
   readonly deviceCookieName: string
+  readonly mfaPendingCookieName: string
   readonly issuer: string
   readonly audience: string
   /** Bearer token for GET /api/metrics; absent: no metrics route (404) and no per-request recording. */
@@ -50,6 +52,12 @@ export interface Config {
   /** OTLP/HTTP base URL (`/v1/traces` is appended); absent: tracing off. */
   readonly otelEndpoint: string | undefined
   readonly otelServiceName: string
+  /** Encrypts TOTP secrets at rest (AES-256-GCM, see src/secret-box.ts). */
+  readonly encryptionKey: string
+  /** Old keys still accepted for decryption while `npm run users -- reencrypt` moves secrets to the new one. */
+  readonly encryptionPreviousKeys: readonly string[]
+  /** Roles that must have a second factor to use the API (they may only enrol until they do). */
+  readonly mfaRequiredRoles: readonly Role[]
 }
 
 export class ConfigError extends Error {
@@ -64,6 +72,7 @@ type Env = Readonly<Record<string, string | undefined>>
 const MIN_SECRET_BYTES = 32
 const LOG_LEVELS = new Set(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
 const DEV_SECRET_FILE = 'jwt-secret'
+const DEV_ENCRYPTION_KEY_FILE = 'encryption-key'
 
 function readInteger (env: Env, name: string, fallback: number, min: number, max: number): number {
   const raw = env[name]
@@ -169,9 +178,9 @@ function byteLength (secret: string): number {
  * Outside production a missing secret is generated once and kept in DATA_DIR, so sessions survive a
  * restart; an in-memory database gets a throwaway one.
  */
-function developmentSecret (dataDir: string): string {
+function developmentSecret (dataDir: string, fileName = DEV_SECRET_FILE): string {
   if (dataDir.startsWith('memory://')) return randomBytes(MIN_SECRET_BYTES).toString('base64url')
-  const file = join(dataDir, DEV_SECRET_FILE)
+  const file = join(dataDir, fileName)
   mkdirSync(dataDir, { recursive: true, mode: 0o700 })
   assertPrivateDataDir(dataDir)
   try {
@@ -185,7 +194,7 @@ function developmentSecret (dataDir: string): string {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
   }
   const secret = randomBytes(48).toString('base64url')
-  // 0600: the secret signs every session; only the service user may read it.
+  // 0600: the secret signs every session (or unlocks every TOTP secret); only the service user may read it.
   writeFileSync(file, secret + '\n', { mode: 0o600, flag: 'wx' })
   return secret
 }
@@ -200,10 +209,10 @@ function readSecret (env: Env, isProduction: boolean, dataDir: string): string {
   return secret
 }
 
-function readPreviousSecrets (env: Env): string[] {
-  const secrets = readList(env, 'JWT_PREVIOUS_SECRETS', [])
+function readPreviousSecrets (env: Env, name = 'JWT_PREVIOUS_SECRETS'): string[] {
+  const secrets = readList(env, name, [])
   for (const secret of secrets) {
-    if (byteLength(secret) < MIN_SECRET_BYTES) throw new ConfigError('JWT_PREVIOUS_SECRETS', `has a key under ${MIN_SECRET_BYTES} bytes`)
+    if (byteLength(secret) < MIN_SECRET_BYTES) throw new ConfigError(name, `has a key under ${MIN_SECRET_BYTES} bytes`)
   }
   return secrets
 }
@@ -232,6 +241,25 @@ function readOtelEndpoint (env: Env): string | undefined {
   return raw.replace(/\/+$/, '')
 }
 
+/** Same rules as JWT_SECRET: at least 32 bytes, required in production, else generated once into DATA_DIR. */
+function readEncryptionKey (env: Env, isProduction: boolean, dataDir: string): string {
+  const key = env.ENCRYPTION_KEY
+  if (key === undefined || key === '') {
+    if (isProduction) throw new ConfigError('ENCRYPTION_KEY', `is required when NODE_ENV=production (at least ${MIN_SECRET_BYTES} random bytes, e.g. \`openssl rand -base64 48\`)`)
+    return developmentSecret(dataDir, DEV_ENCRYPTION_KEY_FILE)
+  }
+  if (byteLength(key) < MIN_SECRET_BYTES) throw new ConfigError('ENCRYPTION_KEY', `must be at least ${MIN_SECRET_BYTES} bytes, got ${byteLength(key)}`)
+  return key
+}
+
+function readRoles (env: Env, name: string): Role[] {
+  const roles = readList(env, name, [])
+  for (const role of roles) {
+    if (!(ROLES as readonly string[]).includes(role)) throw new ConfigError(name, `has "${role}", which is not a role (${ROLES.join(', ')})`)
+  }
+  return roles as Role[]
+}
+
 function readDatabaseUrl (env: Env): string | undefined {
   const url = env.DATABASE_URL
   if (url === undefined || url === '') return undefined
@@ -248,6 +276,18 @@ export function loadDatabaseConfig (env: Env = process.env): { databaseUrl: stri
     databaseUrl: readDatabaseUrl(env),
     databasePrepare: readBoolean(env, 'DATABASE_PREPARE', true),
     dataDir: env.DATA_DIR !== undefined && env.DATA_DIR !== '' ? env.DATA_DIR : './data',
+  }
+}
+
+/**
+ * The keys that seal TOTP secrets, for the CLI that re-seals them after a rotation: the same rules
+ * (and the same development key in DATA_DIR) as the server's.
+ */
+export function loadEncryptionConfig (env: Env = process.env): { encryptionKey: string, encryptionPreviousKeys: string[] } {
+  const { dataDir } = loadDatabaseConfig(env)
+  return {
+    encryptionKey: readEncryptionKey(env, env.NODE_ENV === 'production', dataDir),
+    encryptionPreviousKeys: readPreviousSecrets(env, 'ENCRYPTION_PREVIOUS_KEYS'),
   }
 }
 
@@ -319,6 +359,10 @@ export function loadConfig (env: Env = process.env): Config {
     metricsToken: readMetricsToken(env),
     otelEndpoint: readOtelEndpoint(env),
     otelServiceName: env.OTEL_SERVICE_NAME || 'cookie-auth-api',
+    mfaPendingCookieName: cookieSecure ? '__Secure-mfa_pending' : 'mfa_pending',
+    encryptionKey: readEncryptionKey(env, isProduction, dataDir),
+    encryptionPreviousKeys: readPreviousSecrets(env, 'ENCRYPTION_PREVIOUS_KEYS'),
+    mfaRequiredRoles: readRoles(env, 'MFA_REQUIRED_ROLES'),
   }
   return Object.freeze(config)
 }

@@ -11,6 +11,12 @@ export const BadCredentials = createError('BAD_CREDENTIALS', 'Wrong username or 
 export const WrongPassword = createError('BAD_CREDENTIALS', 'The current password is wrong', 401)
 export const ForbiddenRole = createError('FORBIDDEN_ROLE', 'Your role does not allow this', 403)
 export const CsrfOrigin = createError('CSRF_ORIGIN', 'Cross-site request refused', 403)
+export const MfaInvalid = createError('MFA_INVALID', 'The code is wrong or was already used', 401)
+export const MfaPendingInvalid = createError('MFA_PENDING_INVALID', 'This sign-in has expired or was already finished; sign in again', 401)
+export const MfaEnrolmentRequired = createError('MFA_ENROLMENT_REQUIRED', 'Your role requires a second factor: set one up first', 403)
+export const TotpAlreadyOn = createError('TOTP_ALREADY_ON', 'Two-step sign-in is already on; turn it off first', 409)
+export const NothingToConfirm = createError('TOTP_NOTHING_TO_CONFIRM', 'There is no pending two-step set-up to confirm', 409)
+export const TotpNotOn = createError('TOTP_NOT_ON', 'Two-step sign-in is not on', 409)
 
 export const UsernameTaken = createError('USERNAME_TAKEN', 'That username is taken', 409)
 export const CommonPassword = createError('PASSWORD_TOO_COMMON', 'That password is among the most common ones; choose another', 400)

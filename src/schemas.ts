@@ -55,9 +55,22 @@ export const UserSchema = Type.Object({
   username: Type.String(),
   role: RoleSchema,
   createdAt: DateTime,
+  mfa: Type.Boolean({ description: 'a second factor (TOTP, or a passkey) is set up' }),
 })
 
 export const UserEnvelope = Type.Object({ user: UserSchema })
+
+/** What /login answers when a second factor must follow (API.md, "Sign-in with a second factor"). */
+export const MfaChallengeSchema = Type.Object({
+  mfaRequired: Type.Literal(true),
+  methods: Type.Array(Type.Union([Type.Literal('totp'), Type.Literal('recovery_code')])),
+})
+
+export const BearerAnswer = Type.Object({
+  access_token: Type.String(),
+  token_type: Type.Literal('Bearer'),
+  expires_in: Type.Integer({ description: 'seconds' }),
+})
 
 /** A 204 answer: the serializer sends nothing. */
 export const NoContent = Type.Null({ description: 'No content' })

@@ -42,10 +42,11 @@ t.test('sessions lists the active sessions with the current one marked; one can 
   const phone = await secondSignIn(alice.username)
   const list = await app.inject({ url: '/api/auth/sessions', cookies: alice.cookies, headers: { 'user-agent': 'x' } })
   t.equal(list.statusCode, 200)
-  const items = list.json().items as Array<{ id: string, current: boolean, createdAt: string, lastUsedAt: string, userAgent: string | null, ip: string | null }>
+  const items = list.json().items as Array<{ id: string, current: boolean, createdAt: string, lastUsedAt: string, userAgent: string | null, ip: string | null, method: string }>
   t.equal(items.length, 2)
   t.equal(items.filter((s) => s.current).length, 1)
-  t.same(Object.keys(items[0]!).sort(), ['createdAt', 'current', 'id', 'ip', 'lastUsedAt', 'userAgent'])
+  t.same(Object.keys(items[0]!).sort(), ['createdAt', 'current', 'id', 'ip', 'lastUsedAt', 'method', 'userAgent'])
+  t.equal(items[0]!.method, 'password', 'a password sign-in says so')
   const other = items.find((s) => !s.current)!
   const revoke = await app.inject({ method: 'DELETE', url: `/api/auth/sessions/${other.id}`, cookies: alice.cookies })
   t.equal(revoke.statusCode, 204)

@@ -53,8 +53,8 @@ t.test('defaults follow the contract', async (t) => {
 t.test('production refuses a missing or short JWT_SECRET and COOKIE_SECURE=false', async (t) => {
   t.match(refusal({ NODE_ENV: 'production' }), /JWT_SECRET is required/)
   t.match(refusal({ NODE_ENV: 'production', JWT_SECRET: 'short-secret' }), /JWT_SECRET must be at least 32 bytes/)
-  t.match(refusal({ NODE_ENV: 'production', JWT_SECRET: STRONG, COOKIE_SECURE: 'false' }), /COOKIE_SECURE/)
-  t.equal(refusal({ NODE_ENV: 'production', JWT_SECRET: STRONG, ...PRODUCTION_ORIGINS }), undefined)
+  t.match(refusal({ NODE_ENV: 'production', JWT_SECRET: STRONG, ENCRYPTION_KEY: STRONG, COOKIE_SECURE: 'false' }), /COOKIE_SECURE/)
+  t.equal(refusal({ NODE_ENV: 'production', JWT_SECRET: STRONG, ENCRYPTION_KEY: STRONG, ...PRODUCTION_ORIGINS }), undefined)
   t.match(refusal({ JWT_SECRET: 'short' }), /JWT_SECRET must be at least 32 bytes/, 'a short secret is refused outside production too')
   t.match(refusal({ JWT_PREVIOUS_SECRETS: `${STRONG},short` }), /JWT_PREVIOUS_SECRETS/)
 })
@@ -142,6 +142,30 @@ t.test('the development secret is generated once, kept in DATA_DIR with mode 060
   t.equal(readFileSync(join(dataDir, 'jwt-secret'), 'utf8').trim(), first.jwtSecret)
   t.equal(statSync(join(dataDir, 'jwt-secret')).mode & 0o777, 0o600)
   t.not(loadConfig({ DATA_DIR: otherDir }).jwtSecret, first.jwtSecret, 'another data dir, another secret')
+})
+
+t.test('ENCRYPTION_KEY: at least 32 bytes, required in production, generated once (0600) in development', async (t) => {
+  t.match(refusal({ NODE_ENV: 'production', JWT_SECRET: STRONG }), /^Invalid configuration: ENCRYPTION_KEY is required when NODE_ENV=production/)
+  t.match(refusal({ NODE_ENV: 'production', JWT_SECRET: STRONG, ENCRYPTION_KEY: 'short' }), /ENCRYPTION_KEY must be at least 32 bytes/)
+  t.match(refusal({ ENCRYPTION_KEY: 'short' }), /ENCRYPTION_KEY must be at least 32 bytes/, 'outside production too')
+  t.match(refusal({ ENCRYPTION_PREVIOUS_KEYS: `${STRONG},short` }), /ENCRYPTION_PREVIOUS_KEYS/)
+  t.equal(loadConfig({ DATA_DIR: 'memory://', ENCRYPTION_KEY: STRONG }).encryptionKey, STRONG)
+
+  const dataDir = mkdtempSync(join(tmpdir(), 'config-encryption-'))
+  t.teardown(() => rmSync(dataDir, { recursive: true, force: true }))
+  const first = loadConfig({ DATA_DIR: dataDir })
+  t.ok(Buffer.byteLength(first.encryptionKey) >= 32)
+  t.not(first.encryptionKey, first.jwtSecret, 'a key of its own, not the JWT secret')
+  t.equal(loadConfig({ DATA_DIR: dataDir }).encryptionKey, first.encryptionKey, 'kept across restarts')
+  t.equal(readFileSync(join(dataDir, 'encryption-key'), 'utf8').trim(), first.encryptionKey)
+  t.equal(statSync(join(dataDir, 'encryption-key')).mode & 0o777, 0o600)
+})
+
+t.test('MFA_REQUIRED_ROLES: a list of known roles, none by default', async (t) => {
+  t.same(loadConfig({ DATA_DIR: 'memory://' }).mfaRequiredRoles, [])
+  t.same(loadConfig({ DATA_DIR: 'memory://', MFA_REQUIRED_ROLES: 'admin' }).mfaRequiredRoles, ['admin'])
+  t.same(loadConfig({ DATA_DIR: 'memory://', MFA_REQUIRED_ROLES: ' admin , user ' }).mfaRequiredRoles, ['admin', 'user'])
+  t.match(refusal({ MFA_REQUIRED_ROLES: 'admin,root' }), /^Invalid configuration: MFA_REQUIRED_ROLES has "root", which is not a role/)
 })
 
 t.test('the server refuses to start in production without a secret, with one clear line', async (t) => {

@@ -226,7 +226,7 @@ t.test('the real Nginx config in front of two API instances on Postgres', { skip
   t.teardown(async () => { await Promise.all([ownerSql.end({ timeout: 5 }), appSql.end({ timeout: 5 })]) })
 
   const jwtSecret = randomHex(48)
-  const baseEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmp, NODE_ENV: 'production', JWT_SECRET: jwtSecret, DATA_DIR: join(tmp, 'state') }
+  const baseEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: tmp, NODE_ENV: 'production', JWT_SECRET: jwtSecret, ENCRYPTION_KEY: randomHex(48), DATA_DIR: join(tmp, 'state') }
   // The production sequence: the owner migrates (`npm run db:migrate` runs this file once built).
   run(process.execPath, ['--import', 'tsx', 'src/cli/migrate.ts'], { cwd: root, env: { ...baseEnv, DATABASE_URL: urlFor('owner') }, timeoutMs: 90_000 })
 

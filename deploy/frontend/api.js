@@ -29,7 +29,7 @@ async function unreadable () {
 }
 
 // 401s that a refresh cannot cure: a wrong password is not an expired token.
-const NOT_CURABLE = new Set(['BAD_CREDENTIALS', 'REFRESH_INVALID', 'REFRESH_REUSED'])
+const NOT_CURABLE = new Set(['BAD_CREDENTIALS', 'REFRESH_INVALID', 'REFRESH_REUSED', 'MFA_INVALID', 'MFA_PENDING_INVALID'])
 
 let sessionEndedListener = () => {}
 /** Called once a refresh has failed: the app then shows the sign-in screen. */
@@ -129,6 +129,14 @@ export const api = {
   changePassword: (currentPassword, newPassword) => request('POST', '/api/auth/password', { currentPassword, newPassword }),
   sessions: () => request('GET', '/api/auth/sessions'),
   revokeSession: (sessionId) => request('DELETE', `/api/auth/sessions/${id(sessionId)}`),
+
+  // The second step of a sign-in: `{ code }` or `{ recoveryCode }`, with the pending-sign-in cookie.
+  verifySecondFactor: (answer) => request('POST', '/api/auth/mfa/verify', answer, { refresh: false }),
+  mfaStatus: () => request('GET', '/api/auth/mfa'),
+  startTotp: (currentPassword) => request('POST', '/api/auth/mfa/totp', { currentPassword }),
+  confirmTotp: (code) => request('POST', '/api/auth/mfa/totp/confirm', { code }),
+  disableTotp: (currentPassword, code) => request('POST', '/api/auth/mfa/totp/disable', { currentPassword, code }),
+  newRecoveryCodes: (currentPassword, code) => request('POST', '/api/auth/mfa/recovery-codes', { currentPassword, code }),
 
   listTasks: (cursor, limit = 10) => request('GET', `/api/tasks${query({ limit, cursor })}`),
   createTask: (task) => request('POST', '/api/tasks', task),

@@ -137,6 +137,14 @@ async function start () {
     try {
       const { user } = await api.me()
       signedIn(user)
+      // A role that needs a second factor can use nothing else until it has one.
+      if (!user.mfa) {
+        const status = await api.mfaStatus().catch(() => null)
+        if (status?.required) {
+          notify('Your role requires two-step sign-in. Set it up below to use the app.', 'error')
+          if (location.hash !== '#/account') location.hash = '#/account'
+        }
+      }
     } catch (error) {
       session.user = null
       // 401: the session ended while the page was closed; that is a normal signed-out start.

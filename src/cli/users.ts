@@ -2,9 +2,11 @@ import { createInterface } from 'node:readline'
 import { Writable, type Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { loadDatabaseConfig } from '../config.js'
+import { ConfigError, loadDatabaseConfig, loadEncryptionConfig } from '../config.js'
 import { openDatabase, type Database } from '../db/client.js'
 import { recordAuditEvent, type AuditLog } from '../db/queries/audit.js'
+import { disableTotp, reencryptTotpSecrets } from '../db/queries/mfa.js'
+import { voidSecrets } from '../db/queries/one-time-secrets.js'
 import { revokeAllSessions } from '../db/queries/sessions.js'
 import { changeRole, createUser, deleteUser, findUserWithHashByName, listUsers, setPasswordHash } from '../db/queries/users.js'
 import { ROLES, type Role } from '../db/schema.js'
@@ -12,6 +14,7 @@ import { LastAdmin, UsernameTaken } from '../errors.js'
 import { isValidUsername, passwordLengthProblem, USERNAME_RULE_IN_WORDS } from '../rules.js'
 import { describeStartupError } from '../startup-errors.js'
 import { hashPassword, isCommonPassword } from '../passwords.js'
+import { createSecretBox, SecretBoxError } from '../secret-box.js'
 
 export const USAGE = `Usage: npm run users -- <command>
 
@@ -20,6 +23,9 @@ export const USAGE = `Usage: npm run users -- <command>
   reset-password <username> [--password-stdin]     set a new password and end all of the user's sessions
   delete <username>                                delete a user with their tasks and sessions
   list                                             list every user
+  mfa-reset <username>                             turn the user's TOTP off (recovery codes too) and end their sessions
+  reencrypt-secrets                                re-seal every TOTP secret with ENCRYPTION_KEY (after a rotation;
+                                                   the old key must be in ENCRYPTION_PREVIOUS_KEYS)
 
 Works on DATABASE_URL, or on the embedded database in DATA_DIR (./data) when it is not set.
 The embedded database can be open in one process at a time: stop \`npm start\` first, or use DATABASE_URL.
@@ -85,7 +91,7 @@ async function findByName (database: Database, username: string) {
 }
 
 /** Runs one command against an open database and returns the process exit code. */
-export async function runUsersCommand (argv: string[], database: Database, io: CliIo): Promise<number> {
+export async function runUsersCommand (argv: string[], database: Database, io: CliIo, env: NodeJS.ProcessEnv = process.env): Promise<number> {
   let parsed
   try {
     parsed = parseArgs({ args: argv, allowPositionals: true, options: { admin: { type: 'boolean' }, 'password-stdin': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } })
@@ -168,13 +174,41 @@ export async function runUsersCommand (argv: string[], database: Database, io: C
         } while (cursor !== undefined)
         return 0
       }
+      case 'mfa-reset': {
+        // For an administrator helping a user who lost their phone and their recovery codes: the
+        // user signs in with the password alone and enrols again. Whoever held a session is out.
+        const [username] = rest
+        if (username === undefined || rest.length !== 1) return usage()
+        const target = await findByName(database, username)
+        const revoked = await db.transaction(async (tx) => {
+          const wasOn = await disableTotp(tx, target.id)
+          await voidSecrets(tx, target.id, 'mfa_pending')
+          const count = await revokeAllSessions(tx, target.id)
+          await recordAuditEvent(tx, quietLog, { type: 'mfa_disabled', userId: target.id, detail: { by: 'cli', reset: true, wasOn, revokedSessions: count } })
+          return count
+        })
+        io.stdout.write(`second factor reset for ${target.username}; ${revoked} session(s) ended\n`)
+        return 0
+      }
+      case 'reencrypt-secrets': {
+        if (rest.length !== 0) return usage()
+        const keys = loadEncryptionConfig(env)
+        const resealed = await reencryptTotpSecrets(db, createSecretBox(keys.encryptionKey, keys.encryptionPreviousKeys))
+        io.stdout.write(`${resealed} TOTP secret(s) re-sealed with the current ENCRYPTION_KEY\n`)
+        return 0
+      }
       default:
         return usage()
     }
   } catch (error) {
+    if (error instanceof ConfigError) {
+      io.stderr.write(`error: ${error.message}\n`)
+      return 2
+    }
     if (error instanceof CliRefusal) io.stderr.write(`error: ${error.message}\n`)
     else if (error instanceof UsernameTaken) io.stderr.write('error: that username is taken\n')
     else if (error instanceof LastAdmin) io.stderr.write('error: this would leave no admin\n')
+    else if (error instanceof SecretBoxError) io.stderr.write(`error: a TOTP secret could not be opened (${error.message})\n`)
     else throw error
     return 1
   }

@@ -1,8 +1,12 @@
 import { sql } from 'drizzle-orm'
-import { boolean, check, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
+import { bigint, boolean, check, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core'
 
 export const ROLES = ['user', 'admin'] as const
 export type Role = typeof ROLES[number]
+
+/** How a session was established, shown in the session list. */
+export const SIGN_IN_METHODS = ['password', 'password+totp', 'recovery_code', 'passkey', 'oidc'] as const
+export type SignInMethod = typeof SIGN_IN_METHODS[number]
 
 // Millisecond precision: JavaScript Dates carry milliseconds, so a keyset cursor built from a Date
 // must compare equal to the stored value, or rows sharing a millisecond would be skipped.
@@ -14,6 +18,15 @@ export const users = pgTable('users', {
   passwordHash: text('password_hash').notNull(),
   role: text('role').$type<Role>().notNull().default('user'),
   createdAt: moment('created_at').notNull().defaultNow(),
+  /** The TOTP secret, AES-256-GCM under ENCRYPTION_KEY (see src/secret-box.ts): a database copy alone yields no code. */
+  totpSecret: text('totp_secret'),
+  /** Null while an enrolment awaits its first code: the secret exists but is not yet a factor. */
+  totpEnabledAt: moment('totp_enabled_at'),
+  /**
+   * The newest TOTP time step accepted: a code is taken only for a later step, by one conditional
+   * update, so the same code sent twice at once has exactly one winner.
+   */
+  totpLastStep: bigint('totp_last_step', { mode: 'number' }),
 }, (table) => [
   // Case-insensitive uniqueness lives in the database, so concurrent registrations cannot both win.
   uniqueIndex('users_username_lower_key').on(sql`lower(${table.username})`),
@@ -33,8 +46,24 @@ export const sessions = pgTable('sessions', {
   revokedAt: moment('revoked_at'),
   userAgent: text('user_agent'),
   ip: text('ip'),
+  method: text('method').$type<SignInMethod>().notNull().default('password'),
 }, (table) => [
   index('sessions_user_id_idx').on(table.userId),
+  check('sessions_method_check', sql`${table.method} in ('password', 'password+totp', 'recovery_code', 'passkey', 'oidc')`),
+])
+
+/**
+ * A user's current recovery codes (10 at a time). Each has at least 120 random bits, so a plain
+ * SHA-256 is enough (ASVS 6.5.2 asks a slow salted hash only below 112 bits), and using one is a
+ * single conditional update: the same code twice at once has one winner.
+ */
+export const recoveryCodes = pgTable('recovery_codes', {
+  userId: uuid('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  codeHash: text('code_hash').notNull(),
+  createdAt: moment('created_at').notNull().defaultNow(),
+  usedAt: moment('used_at'),
+}, (table) => [
+  primaryKey({ columns: [table.userId, table.codeHash] }),
 ])
 
 /**

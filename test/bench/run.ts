@@ -176,6 +176,7 @@ function apiEnv (databaseUrl: string, port: number, jwtSecret: string): Record<s
     PORT: String(port),
     HOST: '127.0.0.1',
     JWT_SECRET: jwtSecret,
+    ENCRYPTION_KEY: jwtSecret.split('').reverse().join(''),
     FRONTEND_PORT: '0',
     LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
     DOCS: 'false',

@@ -1,6 +1,7 @@
 import { api } from '../api.js'
 import { busy, errorBox, field, formatDate, h, replaceChildren, showError } from '../dom.js'
 import { friendlyMessage } from '../errors.js'
+import { secondFactorCard } from './mfa.js'
 
 /** "Chrome on Linux" from a user-agent string: enough to recognise one's own devices. */
 function describeAgent (userAgent) {
@@ -12,7 +13,15 @@ function describeAgent (userAgent) {
   return system ? `${browser} on ${system}` : browser
 }
 
-export function accountScreen ({ session, notify, signedOut }) {
+const METHOD_LABELS = {
+  password: 'a password',
+  'password+totp': 'a password and a code',
+  recovery_code: 'a recovery code',
+  passkey: 'a passkey',
+  oidc: 'an identity provider',
+}
+
+export function accountScreen ({ session, notify, signedIn, signedOut }) {
   const current = h('input', { name: 'current-password', type: 'password', autocomplete: 'current-password', required: true })
   const next = h('input', { name: 'new-password', type: 'password', autocomplete: 'new-password', required: true, minlength: 8, maxlength: 256 })
   const repeat = h('input', { name: 'repeat-password', type: 'password', autocomplete: 'new-password', required: true })
@@ -81,7 +90,7 @@ export function accountScreen ({ session, notify, signedOut }) {
         h('p', { class: 'session-device' }, describeAgent(item.userAgent),
           item.current ? h('span', { class: 'badge' }, 'This device') : null),
         h('p', { class: 'task-meta' },
-          `Signed in ${formatDate(item.createdAt)} · last active ${formatDate(item.lastUsedAt)}`,
+          `Signed in ${formatDate(item.createdAt)}${METHOD_LABELS[item.method] ? ` with ${METHOD_LABELS[item.method]}` : ''} · last active ${formatDate(item.lastUsedAt)}`,
           item.ip ? ` · ${item.ip}` : '')),
       end)
   }
@@ -107,7 +116,14 @@ export function accountScreen ({ session, notify, signedOut }) {
       h('dl', { class: 'facts' },
         h('dt', {}, 'Username'), h('dd', {}, session.user.username),
         h('dt', {}, 'Role'), h('dd', {}, session.user.role === 'admin' ? 'Administrator' : 'User'),
-        h('dt', {}, 'Member since'), h('dd', {}, formatDate(session.user.createdAt)))),
+        h('dt', {}, 'Member since'), h('dd', {}, formatDate(session.user.createdAt)),
+        h('dt', {}, 'Two-step sign-in'), h('dd', { class: 'mfa-summary' }, session.user.mfa ? 'On' : 'Off'))),
+    secondFactorCard({
+      notify,
+      refreshUser: async () => {
+        try { signedIn((await api.me()).user) } catch { /* the header keeps the old name; nothing else depends on it */ }
+      },
+    }),
     h('div', { class: 'card' },
       h('h2', {}, 'Change password'),
       h('p', { class: 'muted' }, 'Changing your password signs out every other device.'),

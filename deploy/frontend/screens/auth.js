@@ -11,6 +11,62 @@ function authCard (title, intro, form, footer) {
       h('p', { class: 'auth-footer' }, footer)))
 }
 
+/**
+ * The second step of a sign-in for an account with two-step sign-in on: a 6-digit code from the
+ * authenticator app, or one of the recovery codes. The pending sign-in lives in an HttpOnly cookie
+ * for five minutes; when it is gone, `restart` brings back the password step.
+ */
+function secondFactorStep ({ finish, restart }) {
+  const code = h('input', {
+    name: 'code',
+    inputmode: 'numeric',
+    autocomplete: 'one-time-code',
+    pattern: '[0-9]{6}',
+    maxlength: 6,
+    required: true,
+  })
+  const recovery = h('input', { name: 'recovery-code', autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', maxlength: 64 })
+  const codeField = field('Code from your authenticator app', code, '6 digits; a new one every 30 seconds.')
+  const recoveryField = field('Recovery code', recovery, 'One of the codes you saved when you turned on two-step sign-in. Each works once.')
+  recoveryField.hidden = true
+  let usingRecovery = false
+  const toggle = h('button', { type: 'button', class: 'button button-quiet' }, 'Use a recovery code instead')
+  toggle.addEventListener('click', () => {
+    usingRecovery = !usingRecovery
+    codeField.hidden = usingRecovery
+    recoveryField.hidden = !usingRecovery
+    code.required = !usingRecovery
+    recovery.required = usingRecovery
+    toggle.textContent = usingRecovery ? 'Use a code from the app instead' : 'Use a recovery code instead'
+    ;(usingRecovery ? recovery : code).focus()
+  })
+  const error = errorBox()
+  const form = h('form', { class: 'stack', 'aria-label': 'Two-step sign-in' },
+    codeField,
+    recoveryField,
+    error,
+    h('button', { type: 'submit', class: 'button button-primary button-wide' }, 'Verify'),
+    toggle)
+  form.addEventListener('submit', (event) => {
+    event.preventDefault()
+    showError(error, null)
+    busy(form, async () => {
+      try {
+        const { user } = await api.verifySecondFactor(usingRecovery ? { recoveryCode: recovery.value.trim() } : { code: code.value.trim() })
+        await finish(user, usingRecovery)
+      } catch (failure) {
+        if (failure.code === 'MFA_PENDING_INVALID') {
+          restart(friendlyMessage(failure))
+          return
+        }
+        showError(error, friendlyMessage(failure))
+        ;(usingRecovery ? recovery : code).select()
+      }
+    })
+  })
+  return form
+}
+
 export function signInScreen ({ navigate, notify, signedIn }) {
   const username = h('input', { name: 'username', autocomplete: 'username', required: true, autocapitalize: 'none', spellcheck: 'false' })
   const password = h('input', { name: 'password', type: 'password', autocomplete: 'current-password', required: true })
@@ -20,6 +76,45 @@ export function signInScreen ({ navigate, notify, signedIn }) {
     field('Password', password),
     error,
     h('button', { type: 'submit', class: 'button button-primary button-wide' }, 'Sign in'))
+  const card = authCard('Sign in', 'Welcome back. Sign in to see your tasks.', form,
+    ['New here? ', h('a', { href: '#/register' }, 'Create an account')])
+
+  async function finish (user, usedRecoveryCode) {
+    signedIn(user)
+    notify(null)
+    let status = null
+    try { status = await api.mfaStatus() } catch { /* the warning below is a nicety */ }
+    if (status && status.required && !status.totp && status.passkeys === 0) {
+      notify('Your role requires two-step sign-in. Set it up below to use the app.', 'error')
+      navigate('#/account')
+      return
+    }
+    if (status && status.totp && status.recoveryCodesLeft <= 3) {
+      notify(`Only ${status.recoveryCodesLeft} recovery code${status.recoveryCodesLeft === 1 ? '' : 's'} left. Make new ones on the Account page.`, 'error')
+    } else if (usedRecoveryCode) {
+      notify('Signed in with a recovery code. That code is now used up.')
+    }
+    navigate('#/tasks')
+  }
+
+  function showPasswordStep (message) {
+    card.querySelector('.auth-card').replaceChildren(...passwordStepNodes)
+    showError(error, message)
+    password.value = ''
+    password.focus()
+  }
+  const passwordStepNodes = [...card.querySelector('.auth-card').childNodes]
+
+  function showCodeStep () {
+    const step = secondFactorStep({ finish, restart: showPasswordStep })
+    card.querySelector('.auth-card').replaceChildren(
+      h('h1', { tabindex: '-1' }, 'Two-step sign-in'),
+      h('p', { class: 'muted' }, 'Enter the code from your authenticator app.'),
+      step,
+      h('p', { class: 'auth-footer' }, h('a', { href: '#/sign-in', onclick: (event) => { event.preventDefault(); showPasswordStep(null) } }, 'Start over')))
+    step.querySelector('input[name="code"]').focus()
+  }
+
   form.addEventListener('submit', (event) => {
     event.preventDefault()
     // One message at a time: the form's own error replaces any older notice above the screen.
@@ -27,9 +122,13 @@ export function signInScreen ({ navigate, notify, signedIn }) {
     showError(error, null)
     busy(form, async () => {
       try {
-        const { user } = await api.login(username.value, password.value)
-        signedIn(user)
-        navigate('#/tasks')
+        const answer = await api.login(username.value, password.value)
+        if (answer.mfaRequired) {
+          // The password was right: the code step takes the focus, not the password field.
+          showCodeStep()
+          return true
+        }
+        await finish(answer.user, false)
         return true
       } catch (failure) {
         showError(error, friendlyMessage(failure))
@@ -43,8 +142,7 @@ export function signInScreen ({ navigate, notify, signedIn }) {
       }
     })
   })
-  return authCard('Sign in', 'Welcome back. Sign in to see your tasks.', form,
-    ['New here? ', h('a', { href: '#/register' }, 'Create an account')])
+  return card
 }
 
 export function registerScreen ({ navigate, notify, signedIn }) {

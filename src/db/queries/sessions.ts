@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { and, desc, eq, gt, inArray, isNull, ne, or, sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
-import { refreshTokens, sessions, users } from '../schema.js'
+import { refreshTokens, sessions, users, type SignInMethod } from '../schema.js'
 import { publicUser, type UserRow } from './users.js'
 
 export interface SessionLimits {
@@ -19,6 +19,8 @@ export interface Caller { userId: string, sessionId: string }
 export interface ClientInfo {
   readonly userAgent: string | null
   readonly ip: string | null
+  /** How the user proved who they are; shown in the session list. */
+  readonly method: SignInMethod
 }
 
 /** 32 random bytes for the cookie; only their SHA-256 reaches the database. */
@@ -42,6 +44,7 @@ export async function createBrowserSession (db: Db, userId: string, client: Clie
     userId,
     userAgent: client.userAgent,
     ip: client.ip,
+    method: client.method,
     absoluteExpiresAt,
     expiresAt: idleExpiresAt < absoluteExpiresAt ? idleExpiresAt : absoluteExpiresAt,
   }).returning({ id: sessions.id })
@@ -57,7 +60,7 @@ export async function createBrowserSession (db: Db, userId: string, client: Clie
 export async function createTokenSession (db: Db, userId: string, client: ClientInfo, lifetimeSeconds: number) {
   const expiresAt = secondsFromNow(lifetimeSeconds)
   const [session] = await db.insert(sessions).values({
-    userId, userAgent: client.userAgent, ip: client.ip, expiresAt, absoluteExpiresAt: expiresAt,
+    userId, userAgent: client.userAgent, ip: client.ip, method: client.method, expiresAt, absoluteExpiresAt: expiresAt,
   }).returning({ id: sessions.id })
   return { sessionId: session!.id }
 }
@@ -184,6 +187,7 @@ export async function listActiveSessions (db: Db, userId: string) {
     lastUsedAt: sessions.lastUsedAt,
     userAgent: sessions.userAgent,
     ip: sessions.ip,
+    method: sessions.method,
   }).from(sessions)
     .where(and(eq(sessions.userId, userId), isActive()))
     .orderBy(desc(sessions.lastUsedAt), desc(sessions.id))

@@ -1,8 +1,9 @@
 import { and, desc, eq, sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
-import { sessions, tasks } from '../schema.js'
+import { sessions, tasks, users, type Role } from '../schema.js'
 import { decodeCursor, olderThan, toPage } from '../pagination.js'
-import { SessionRevoked } from '../../errors.js'
+import { MfaEnrolmentRequired, SessionRevoked } from '../../errors.js'
+import { meetsSecondFactorPolicy } from './mfa.js'
 import { activeSession, prepareActiveSessionUser, type Caller } from './sessions.js'
 
 export const publicTask = {
@@ -26,11 +27,17 @@ export interface TaskChanges { title?: string, description?: string, done?: bool
  * Ownership lives in the WHERE clause too: another user's task is simply not found, exactly like
  * one that never existed. Every statement is prepared once per database, so Postgres parses and
  * plans it once per connection, not once per request.
+ *
+ * MFA_REQUIRED_ROLES holds here too, in the same statement: a session whose user's role (as
+ * stored now) needs a second factor they lack owns nothing either, and the follow-up lookup
+ * turns that into a 403 MFA_ENROLMENT_REQUIRED.
  */
-export function prepareTaskQueries (db: Db) {
+export function prepareTaskQueries (db: Db, mfaRequiredRoles: readonly Role[] = []) {
   const caller = { sessionId: sql.placeholder('sessionId'), userId: sql.placeholder('userId') }
+  const policy = meetsSecondFactorPolicy(mfaRequiredRoles)
+  const liveSessionOfAllowedUser = (who: { sessionId: unknown, userId: unknown }) => and(activeSession(who), policy)
   const ownedBy = (who: { sessionId: unknown, userId: unknown }) =>
-    eq(tasks.ownerId, sql`(${db.select({ userId: sessions.userId }).from(sessions).where(activeSession(who))})`)
+    eq(tasks.ownerId, sql`(${db.select({ userId: sessions.userId }).from(sessions).innerJoin(users, eq(users.id, sessions.userId)).where(liveSessionOfAllowedUser(who))})`)
   const ownedByCaller = ownedBy(caller)
   const byIdForCaller = and(eq(tasks.id, sql.placeholder('id')), ownedByCaller)
   const newestFirst = [desc(tasks.createdAt), desc(tasks.id)] as const
@@ -53,14 +60,19 @@ export function prepareTaskQueries (db: Db) {
     done: sql<boolean>`${sql.placeholder('done')}::boolean`.as('done'),
     createdAt: sql<Date>`now()`.as('created_at'),
     updatedAt: sql<Date>`now()`.as('updated_at'),
-  }).from(sessions).where(activeSession(caller))).returning(publicTask).prepare('tasks_insert')
+  }).from(sessions).innerJoin(users, eq(users.id, sessions.userId)).where(liveSessionOfAllowedUser(caller))).returning(publicTask).prepare('tasks_insert')
   const remove = db.delete(tasks).where(byIdForCaller).returning({ id: tasks.id }).prepare('tasks_delete')
   const sessionUser = prepareActiveSessionUser(db)
 
-  /** After a statement found nothing: a dead session is a 401, a live one means "no such task". */
+  const requiredRoles = new Set(mfaRequiredRoles)
+  /**
+   * After a statement found nothing: a dead session is a 401, a user who must enrol first a 403,
+   * anything else means "no such task".
+   */
   async function assertSessionAlive (who: Caller) {
     const [alive] = await sessionUser.execute({ ...who })
     if (!alive) throw new SessionRevoked()
+    if (requiredRoles.has(alive.role) && !alive.mfa) throw new MfaEnrolmentRequired()
   }
 
   return {
@@ -74,7 +86,10 @@ export function prepareTaskQueries (db: Db) {
     },
     async create (who: Caller, values: TaskChanges & { title: string }) {
       const [task] = await insert.execute({ ...who, title: values.title, description: values.description ?? '', done: values.done ?? false })
-      if (!task) throw new SessionRevoked()
+      if (!task) {
+        await assertSessionAlive(who)
+        throw new SessionRevoked()
+      }
       return task
     },
     async get (who: Caller, id: string) {

@@ -3,6 +3,7 @@ import type { Db } from '../client.js'
 import { users, type Role } from '../schema.js'
 import { LastAdmin, sqlState, UsernameTaken } from '../../errors.js'
 import { decodeCursor, olderThan, toPage } from '../pagination.js'
+import { hasSecondFactor } from './mfa.js'
 
 /** The columns a user may see. `password_hash` is never fetched unless a password is being checked. */
 export const publicUser = {
@@ -10,10 +11,11 @@ export const publicUser = {
   username: users.username,
   role: users.role,
   createdAt: users.createdAt,
+  mfa: hasSecondFactor,
 }
 
-/** A user as the API shows it: exactly the columns of publicUser. */
-export type UserRow = Pick<typeof users.$inferSelect, keyof typeof publicUser>
+/** A user as the API shows it: publicUser's columns, and whether a second factor is set up. */
+export interface UserRow { id: string, username: string, role: Role, createdAt: Date, mfa: boolean }
 
 const UNIQUE_VIOLATION = '23505'
 
@@ -31,9 +33,10 @@ export async function createUser (db: Db, values: { username: string, passwordHa
   }
 }
 
+/** For a sign-in: the hash to check, and whether a TOTP code must follow the password. */
 export async function findUserWithHashByName (db: Db, username: string) {
   const [user] = await db
-    .select({ ...publicUser, passwordHash: users.passwordHash })
+    .select({ ...publicUser, passwordHash: users.passwordHash, totpOn: sql<boolean>`${users.totpEnabledAt} is not null` })
     .from(users)
     .where(eq(sql`lower(${users.username})`, username.toLowerCase()))
   return user
