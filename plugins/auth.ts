@@ -96,7 +96,6 @@ function isEnrolmentRoute (route: string): boolean {
     route === '/api/auth/passkeys' || route.startsWith('/api/auth/passkeys/')
 }
 
-
 export default fp(async (app) => {
   const { config } = app
 
