@@ -70,7 +70,11 @@ async function typed (args: string[], lines: string[]) {
   const answers = [...lines]
   stdout.on('data', (chunk) => {
     out += chunk
-    if (/: $/.test(String(chunk)) && answers.length > 0) stdin.write(`${answers.shift()}\n`)
+    // Typed a moment after the prompt shows, as a person would: by then the CLI is listening.
+    if (/: $/.test(String(chunk)) && answers.length > 0) {
+      const answer = answers.shift()
+      setTimeout(() => stdin.write(`${answer}\n`), 20)
+    }
   })
   stderr.on('data', (chunk) => { err += chunk })
   const code = await runUsersCommand(args, app.database, { stdin, stdout, stderr })

@@ -60,7 +60,7 @@ t.test('production refuses a missing or short JWT_SECRET and COOKIE_SECURE=false
 })
 
 t.test('production: CORS_ORIGINS explicit and https only, PUBLIC_ORIGIN required, DOCS off unless asked', async (t) => {
-  const production = { NODE_ENV: 'production', JWT_SECRET: STRONG }
+  const production = { NODE_ENV: 'production', JWT_SECRET: STRONG, ENCRYPTION_KEY: STRONG }
   t.match(refusal({ ...production, PUBLIC_ORIGIN: 'https://api.example.com' }), /^Invalid configuration: CORS_ORIGINS must be set when NODE_ENV=production/)
   t.match(refusal({ ...production, PUBLIC_ORIGIN: 'https://api.example.com', CORS_ORIGINS: 'http://localhost:4100,http://127.0.0.1:4100' }),
     /^Invalid configuration: CORS_ORIGINS is the development default/, 'the localhost default, spelled out, is refused too')
@@ -145,8 +145,8 @@ t.test('the development secret is generated once, kept in DATA_DIR with mode 060
 })
 
 t.test('ENCRYPTION_KEY: at least 32 bytes, required in production, generated once (0600) in development', async (t) => {
-  t.match(refusal({ NODE_ENV: 'production', JWT_SECRET: STRONG }), /^Invalid configuration: ENCRYPTION_KEY is required when NODE_ENV=production/)
-  t.match(refusal({ NODE_ENV: 'production', JWT_SECRET: STRONG, ENCRYPTION_KEY: 'short' }), /ENCRYPTION_KEY must be at least 32 bytes/)
+  t.match(refusal({ NODE_ENV: 'production', JWT_SECRET: STRONG, ...PRODUCTION_ORIGINS }), /^Invalid configuration: ENCRYPTION_KEY is required when NODE_ENV=production/)
+  t.match(refusal({ NODE_ENV: 'production', JWT_SECRET: STRONG, ...PRODUCTION_ORIGINS, ENCRYPTION_KEY: 'short' }), /ENCRYPTION_KEY must be at least 32 bytes/)
   t.match(refusal({ ENCRYPTION_KEY: 'short' }), /ENCRYPTION_KEY must be at least 32 bytes/, 'outside production too')
   t.match(refusal({ ENCRYPTION_PREVIOUS_KEYS: `${STRONG},short` }), /ENCRYPTION_PREVIOUS_KEYS/)
   t.equal(loadConfig({ DATA_DIR: 'memory://', ENCRYPTION_KEY: STRONG }).encryptionKey, STRONG)
