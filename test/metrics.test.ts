@@ -53,6 +53,12 @@ t.test('with METRICS_TOKEN', async (t) => {
     t.match(right.headers['content-type'], /^text\/plain; version=0\.0\.4/)
   })
 
+  t.test('the route is in the OpenAPI document, behind its own bearer scheme', async (t) => {
+    const document = (await app.inject({ url: '/api/docs/json' })).json()
+    t.match(document.paths['/api/metrics/'].get, { tags: ['metrics'], security: [{ metricsToken: [] }] })
+    t.match(document.components.securitySchemes.metricsToken, { type: 'http', scheme: 'bearer' })
+  })
+
   t.test('after a scripted workload each counter moved by exactly what was done', async (t) => {
     const before = await scrape(app, TOKEN)
     const delta = (after: string, series: string) => sampleOf(after, series) - sampleOf(before, series)
