@@ -5,7 +5,7 @@ import t from 'tap'
 import { hashRefreshToken } from '../src/db/queries/sessions.js'
 import { refreshTokens, users } from '../src/db/schema.js'
 import { buildApp } from '../src/app.js'
-import { buildTestApp, cookiesFrom, signIn, STRONG_PASSWORD, testConfig } from './helpers/app.js'
+import { cookiesFrom, openTestDatabase, signIn, STRONG_PASSWORD, testConfig } from './helpers/app.js'
 import { promtool, sampleOf, scrape } from './helpers/metrics.js'
 
 const TOKEN = 'metrics-token-for-tests-0123456789'
@@ -21,7 +21,12 @@ const hasPromtool = (() => {
 const noPromtool = hasPromtool ? false : 'promtool is missing (apt-get install -y prometheus)'
 
 t.test('with METRICS_TOKEN', async (t) => {
-  const app = await buildTestApp(t, { metricsToken: TOKEN })
+  // The database opened here, not by the app: a new embedded one can take longer than Fastify
+  // gives a plugin to start on a loaded machine.
+  const { database } = await openTestDatabase(t)
+  const app = await buildApp({ config: testConfig({ metricsToken: TOKEN }), database, pressure: { maxEventLoopDelay: 0 } })
+  t.teardown(() => app.close())
+  await app.ready()
 
   t.test('without METRICS_TOKEN there is no metrics route: 404', async (t) => {
     // Another app on the same database: an embedded one takes seconds to create.
@@ -51,6 +56,12 @@ t.test('with METRICS_TOKEN', async (t) => {
     const right = await app.inject({ url: '/api/metrics', headers: { authorization: `bearer ${TOKEN}` } })
     t.equal(right.statusCode, 200, 'the scheme is case-insensitive')
     t.match(right.headers['content-type'], /^text\/plain; version=0\.0\.4/)
+  })
+
+  t.test('the route is in the OpenAPI document, behind its own bearer scheme', async (t) => {
+    const document = (await app.inject({ url: '/api/docs/json' })).json()
+    t.match(document.paths['/api/metrics/'].get, { tags: ['metrics'], security: [{ metricsToken: [] }] })
+    t.match(document.components.securitySchemes.metricsToken, { type: 'http', scheme: 'bearer' })
   })
 
   t.test('after a scripted workload each counter moved by exactly what was done', async (t) => {

@@ -3,6 +3,9 @@ import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fas
 import { buildApp } from '../src/app.js'
 import { FaultProxy } from './helpers/fault-proxy.js'
 import { freshDatabaseUrl, signIn, testConfig, type SignedIn } from './helpers/app.js'
+import { sampleOf, scrape } from './helpers/metrics.js'
+
+const METRICS_TOKEN = 'metrics-token-for-fault-tests-01'
 
 // The embedded database (PGlite) lives in the process: there is no link to cut.
 if (process.env.TEST_DATABASE_URL === undefined || process.env.TEST_DATABASE_URL === '') {
@@ -18,7 +21,7 @@ if (process.env.TEST_DATABASE_URL === undefined || process.env.TEST_DATABASE_URL
   t.teardown(() => proxy.close())
 
   // Not an overload test: a loaded machine must not shed these requests for another reason.
-  const app: FastifyInstance = await buildApp({ config: testConfig({ databaseUrl: proxy.urlFor(databaseUrl) }), pressure: { maxEventLoopDelay: 0 } })
+  const app: FastifyInstance = await buildApp({ config: testConfig({ databaseUrl: proxy.urlFor(databaseUrl), metricsToken: METRICS_TOKEN }), pressure: { maxEventLoopDelay: 0 } })
   t.teardown(() => app.close())
   await app.ready()
   const alice: SignedIn = await signIn(app)
@@ -89,11 +92,17 @@ if (process.env.TEST_DATABASE_URL === undefined || process.env.TEST_DATABASE_URL
   })
 
   t.test('a cut link (database down): 503 within 2 s, liveness 200, then recovery without a restart', async (t) => {
+    const openingsBefore = sampleOf(await scrape(app, METRICS_TOKEN), 'auth_db_breaker_openings_total')
     proxy.cut()
     await expectUnavailable(t, 'first wave')
     await expectUnavailable(t, 'second wave')
+    // The metrics still answer while the database is away: that is when an operator needs them.
+    const during = await scrape(app, METRICS_TOKEN)
+    t.equal(sampleOf(during, 'auth_db_breaker_open'), 1, 'the breaker gauge shows it open')
+    t.equal(sampleOf(during, 'auth_db_breaker_openings_total') - openingsBefore, 1, 'one opening counted')
     proxy.restore()
     await expectRecovery(t)
+    t.equal(sampleOf(await scrape(app, METRICS_TOKEN), 'auth_db_breaker_open'), 0, 'closed again')
   })
 
   t.test('a stalled link (black hole): 503 within 2 s, liveness 200, then recovery without a restart', async (t) => {
@@ -128,5 +137,8 @@ if (process.env.TEST_DATABASE_URL === undefined || process.env.TEST_DATABASE_URL
     }
     const burst = await Promise.all(Array.from({ length: 30 }, () => app.inject({ method: 'GET', url: '/api/tasks', cookies: alice.cookies })))
     t.ok(burst.every((response) => response.statusCode === 200), 'a burst beyond the pool size all succeeds afterwards')
+    const after = await scrape(app, METRICS_TOKEN)
+    t.equal(sampleOf(after, 'auth_db_pool_in_use'), 0, 'the pool gauge holds nothing stuck')
+    t.equal(sampleOf(after, 'auth_db_pool_waiting'), 0)
   })
 }

@@ -27,8 +27,7 @@ interface PendingQuery { then: Promise<unknown>['then'], cancel: () => unknown, 
 
 /**
  * Bounds a lazy postgres.js query by `ms`, and tells `watch` when it is sent for and when it ends. The
- * deadline only answers the caller early; `settle` waits for the driver, so the pool count and the
- * span cover the statement's real life.
+ * statement's span and its place in the pool count end with the answer, or with the deadline.
  */
 function boundQuery<Q> (query: Q, ms: number, watch: () => Settle | undefined): Q {
   const pending = query as unknown as PendingQuery
@@ -39,7 +38,9 @@ function boundQuery<Q> (query: Q, ms: number, watch: () => Settle | undefined): 
       const settle = watch()
       const timer = setTimeout(() => {
         if (pending.state === undefined) pending.cancel()
-        reject(queryTimeout(ms))
+        const timeout = queryTimeout(ms)
+        settle?.(timeout)
+        reject(timeout)
       }, ms)
       then((value) => {
         clearTimeout(timer)
@@ -80,7 +81,13 @@ export function withDeadlines<S extends object> (sql: S, ms: number, telemetry: 
         let isAbandoned = false
         let timer: NodeJS.Timeout | undefined
         const acquired = new Promise<never>((_resolve, reject) => {
-          timer = setTimeout(() => { if (!isStarted) { isAbandoned = true; reject(queryTimeout(ms)) } }, ms)
+          timer = setTimeout(() => {
+            if (isStarted) return
+            isAbandoned = true
+            const timeout = queryTimeout(ms)
+            watch?.settle(timeout)
+            reject(timeout)
+          }, ms)
         })
         const run = (value as Scoped).apply(target, [...args, async (scoped: object) => {
           // Given up on while it waited: roll back at once rather than run late.

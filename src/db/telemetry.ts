@@ -55,7 +55,7 @@ export class DatabaseTelemetry {
   statement (text: string, holdsConnection: boolean): Settle | undefined {
     if (holdsConnection) this.holders += 1
     const tracer = this.tracer
-    if (tracer === undefined) return holdsConnection ? this.release : undefined
+    if (tracer === undefined) return holdsConnection ? once(this.release) : undefined
     const summary = statementSummary(text)
     const span = tracer.startSpan(summary.name, {
       kind: SpanKind.CLIENT,
@@ -65,10 +65,10 @@ export class DatabaseTelemetry {
         ...(summary.collection === undefined ? {} : { 'db.collection.name': summary.collection }),
       },
     })
-    return (error) => {
+    return once((error) => {
       if (holdsConnection) this.holders -= 1
       endSpan(span, error)
-    }
+    })
   }
 
   /**
@@ -78,18 +78,31 @@ export class DatabaseTelemetry {
   transaction (): { settle: Settle, context: Context | undefined } {
     this.holders += 1
     const tracer = this.tracer
-    if (tracer === undefined) return { settle: this.release, context: undefined }
+    if (tracer === undefined) return { settle: once(this.release), context: undefined }
     const span = tracer.startSpan('transaction', { kind: SpanKind.CLIENT, attributes: { 'db.system.name': 'postgresql' } })
     return {
-      settle: (error) => {
+      settle: once((error) => {
         this.holders -= 1
         endSpan(span, error)
-      },
+      }),
       context: trace.setSpan(context.active(), span),
     }
   }
 
   private readonly release: Settle = () => { this.holders -= 1 }
+}
+
+/**
+ * Settles count once: the deadline settles a statement it gives up on (so that one the driver never
+ * answers cannot hold the gauge up for ever), and the driver's late answer is then ignored.
+ */
+function once (settle: Settle): Settle {
+  let isSettled = false
+  return (error) => {
+    if (isSettled) return
+    isSettled = true
+    settle(error)
+  }
 }
 
 function endSpan (span: Span, error: unknown) {
