@@ -43,33 +43,39 @@ const quietLog: AuditLog = { info: () => {} }
  * (a typo in a password nobody can see would lock its owner out).
  */
 async function readNewPassword (io: CliIo, fromStdin: boolean): Promise<string> {
-  if (fromStdin || io.stdin.isTTY !== true) return readPassword(io, true)
-  const first = await readPassword(io, false, 'Password (not shown): ')
-  const second = await readPassword(io, false, 'Repeat it: ')
+  if (fromStdin || io.stdin.isTTY !== true) return readFirstLine(io)
+  const [first, second] = await askWithoutEcho(io, ['Password (not shown): ', 'Repeat it: '])
   if (first !== second) throw new CliRefusal('the two passwords differ; nothing was changed')
+  return first ?? ''
+}
+
+/** The first line of stdin, or nothing when stdin ends without one. */
+async function readFirstLine (io: CliIo): Promise<string> {
+  const lines = createInterface({ input: io.stdin, terminal: false })
+  const first = await new Promise<string>((resolve) => {
+    lines.once('line', resolve)
+    lines.once('close', () => resolve(''))
+  })
+  lines.close()
   return first
 }
 
-/** Reads a password: the first line of stdin for scripts, or typed at a prompt without echo. */
-async function readPassword (io: CliIo, fromStdin: boolean, label = 'Password (not shown): '): Promise<string> {
-  if (fromStdin || io.stdin.isTTY !== true) {
-    const lines = createInterface({ input: io.stdin, terminal: false })
-    // The first line, or nothing when stdin ends without one.
-    const first = await new Promise<string>((resolve) => {
-      lines.once('line', resolve)
-      lines.once('close', () => resolve(''))
-    })
-    lines.close()
-    return first
-  }
-  // On a terminal: echo nothing, so the password never lands on screen or in scrollback.
+/**
+ * Asks each question on the terminal and echoes nothing, so a password never lands on screen or in
+ * scrollback. One interface for all of them: a second one on the same stream would miss input the
+ * first had already read.
+ */
+async function askWithoutEcho (io: CliIo, questions: string[]): Promise<string[]> {
   const muted = new Writable({ write: (_chunk, _encoding, callback) => { callback() } })
   const prompt = createInterface({ input: io.stdin, output: muted, terminal: true })
-  io.stdout.write(label)
-  const password = await new Promise<string>((resolve) => prompt.question('', resolve))
+  const answers: string[] = []
+  for (const question of questions) {
+    io.stdout.write(question)
+    answers.push(await new Promise<string>((resolve) => prompt.question('', resolve)))
+    io.stdout.write('\n')
+  }
   prompt.close()
-  io.stdout.write('\n')
-  return password
+  return answers
 }
 
 function checkNewPassword (password: string): void {
