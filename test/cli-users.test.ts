@@ -60,35 +60,6 @@ t.test('--help prints the usage and exits 0', async (t) => {
   }
 })
 
-/** A terminal's stdin: each line is typed only once its prompt has been shown. */
-async function typed (args: string[], lines: string[]) {
-  const stdin = Object.assign(new PassThrough(), { isTTY: true })
-  const stdout = new PassThrough()
-  const stderr = new PassThrough()
-  let out = ''
-  let err = ''
-  const answers = [...lines]
-  stdout.on('data', (chunk) => {
-    out += chunk
-    if (/: $/.test(String(chunk)) && answers.length > 0) stdin.write(`${answers.shift()}\n`)
-  })
-  stderr.on('data', (chunk) => { err += chunk })
-  const code = await runUsersCommand(args, app.database, { stdin, stdout, stderr })
-  return { code, out, err }
-}
-
-t.test('a password typed at a terminal is asked twice; two different ones change nothing', async (t) => {
-  const mismatch = await typed(['create', 'typist'], [STRONG_PASSWORD, `${STRONG_PASSWORD}x`])
-  t.equal(mismatch.code, 1)
-  t.match(mismatch.err, /the two passwords differ/)
-  t.match(mismatch.out, /Repeat it: /)
-  t.equal(await userNamed('typist'), undefined, 'no user was created')
-  t.notMatch(mismatch.out, STRONG_PASSWORD, 'the password is never echoed')
-  const match = await typed(['create', 'typist'], [STRONG_PASSWORD, STRONG_PASSWORD])
-  t.equal(match.code, 0, match.err)
-  t.ok(await userNamed('typist'))
-})
-
 t.test('usage errors exit with 2', async (t) => {
   for (const args of [[], ['frobnicate'], ['create'], ['set-role', 'a'], ['list', 'extra'], ['create', 'a', '--bogus']]) {
     const result = await cli(args)
