@@ -1,7 +1,8 @@
 import t from 'tap'
 import { buildTestApp, LogCapture } from './helpers/app.js'
 
-const app = await buildTestApp(t, {}, { env: { CORS_ORIGINS: 'https://app.example.com,http://localhost:4100' } })
+const logs = new LogCapture()
+const app = await buildTestApp(t, {}, { env: { CORS_ORIGINS: 'https://app.example.com,http://localhost:4100' }, logs })
 
 const preflight = (origin: string, method = 'POST', headers = 'content-type') => app.inject({
   method: 'OPTIONS',
@@ -66,14 +67,12 @@ t.test('the wildcard is never sent', async (t) => {
 })
 
 t.test('a refused preflight is logged at info with its origin and the variable to change', async (t) => {
-  const logs = new LogCapture()
-  const logged = await buildTestApp(t, {}, { logs })
-  const refused = await logged.inject({
+  const refused = await app.inject({
     method: 'OPTIONS', url: '/api/tasks', headers: { origin: 'http://localhost:4200', 'access-control-request-method': 'POST' },
   })
   t.equal(refused.headers['access-control-allow-origin'], undefined)
-  const line = logs.lines.map((text) => JSON.parse(text) as { level: number, msg: string, origin?: string }).find((entry) => entry.origin !== undefined)
+  const line = logs.lines.map((text) => JSON.parse(text) as { level: number, msg: string, origin?: string }).find((entry) => entry.origin === 'http://localhost:4200')
   t.match(line, { level: 30, origin: 'http://localhost:4200', msg: /refused a preflight from http:\/\/localhost:4200.*CORS_ORIGINS/ })
-  await logged.inject({ method: 'OPTIONS', url: '/api/tasks', headers: { origin: 'http://localhost:4100', 'access-control-request-method': 'POST' } })
-  t.notOk(logs.text.includes('http://localhost:4100'), 'an allowed origin is not logged')
+  await app.inject({ method: 'OPTIONS', url: '/api/tasks', headers: { origin: 'http://localhost:4100', 'access-control-request-method': 'POST' } })
+  t.notOk(logs.text.includes('refused a preflight from http://localhost:4100,'), 'an allowed origin is not logged as refused')
 })

@@ -1,10 +1,6 @@
-/* global location */
 import { API_BASE } from './config.js'
 
-/**
- * A failed call: `status` 0 means no answer could be read, with `code` NETWORK (the server could not
- * be reached) or CORS_REFUSED (it answered, but not to this page's origin).
- */
+/** A failed call: `status` 0 means no answer could be read (unreachable, or refused by CORS). */
 export class ApiError extends Error {
   constructor (status, body = {}) {
     super(body.message || `Request failed (${status})`)
@@ -12,19 +8,6 @@ export class ApiError extends Error {
     this.status = status
     this.code = body.code || (status === 0 ? 'NETWORK' : `HTTP_${status}`)
     this.body = body
-  }
-}
-
-/**
- * A browser reports a CORS refusal exactly like a network failure. An opaque `no-cors` request tells
- * them apart: it needs no permission from the server, so it succeeds whenever the server is up.
- */
-async function unreadable () {
-  try {
-    await fetch(`${API_BASE}/api/health`, { mode: 'no-cors', credentials: 'omit', cache: 'no-store' })
-    return new ApiError(0, { code: 'CORS_REFUSED', message: `The API refused this page's origin (${location.origin})` })
-  } catch {
-    return new ApiError(0, {})
   }
 }
 
@@ -87,7 +70,7 @@ export async function request (method, path, body, { refresh = true } = {}) {
   try {
     response = await send(method, path, body)
   } catch {
-    throw await unreadable()
+    throw new ApiError(0, {})
   }
   let payload = await readBody(response)
   if (response.status === 401 && refresh && !NOT_CURABLE.has(payload?.code)) {
@@ -99,7 +82,7 @@ export async function request (method, path, body, { refresh = true } = {}) {
     try {
       response = await send(method, path, body)
     } catch {
-      throw await unreadable()
+      throw new ApiError(0, {})
     }
     payload = await readBody(response)
     if (response.status === 401 && !NOT_CURABLE.has(payload?.code)) sessionEndedListener()

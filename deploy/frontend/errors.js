@@ -2,9 +2,8 @@
 // message is a fallback only: it is written for developers.
 
 const MESSAGES = {
-  NETWORK: 'Can’t reach the server. Check your connection and try again.',
-  // The page's address must be in the API's CORS_ORIGINS: a setup mistake, not the user's connection.
-  CORS_REFUSED: 'The server is running but doesn’t accept requests from this page’s address. (Add this origin to CORS_ORIGINS and restart the API.)',
+  // A browser reports a CORS refusal exactly like a network failure, so this names both.
+  NETWORK: 'Can’t reach the server. Check your connection and try again. (Running it yourself? This page’s address must be in the API’s CORS_ORIGINS.)',
   BAD_CREDENTIALS: 'That username and password don’t match. Check both and try again.',
   USERNAME_TAKEN: 'That username is already taken. Please choose another one.',
   PASSWORD_TOO_COMMON: 'That password is one of the most common ones and easy to guess. Please choose another.',
