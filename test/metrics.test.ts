@@ -121,7 +121,7 @@ t.test('with METRICS_TOKEN', async (t) => {
       'http_requests_total{method="POST",route="/api/auth/refresh",status_code="401"}': 2,
       'http_requests_total{method="GET",route="/api/auth/me",status_code="200"}': 3,
       'http_requests_total{method="GET",route="unmatched",status_code="404"}': 1,
-      'http_request_duration_seconds_count{method="POST",route="/api/auth/login",status_code="401"}': 8,
+      'http_request_duration_seconds_count{method="POST",route="/api/auth/login",status_code="401"}': 10,
       'http_request_duration_seconds_count{method="GET",route="/api/auth/me",status_code="200"}': 3,
       // The first scrape itself, answered before the second one read the counters.
       'http_requests_total{method="GET",route="/api/metrics",status_code="200"}': 1,
