@@ -89,7 +89,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
       description: 'For a user with TOTP on, the answer is `{mfaRequired: true, methods}` with the pending-sign-in cookie; finish with POST /api/auth/mfa/verify.',
       body: Credentials,
       response: {
-        200: Type.Union([settingCookies(UserEnvelope, `Sets ${SIGNED_IN_COOKIES}`), MfaChallengeSchema]),
+        200: settingCookies(Type.Union([UserEnvelope, MfaChallengeSchema]), `Sets ${SIGNED_IN_COOKIES}, or (second factor owed) the pending sign-in cookie \`__Secure-mfa_pending\``),
         ...failures({ 401: '`BAD_CREDENTIALS`: the same answer for an unknown user and a wrong password' }),
       },
     },
