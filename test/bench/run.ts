@@ -30,7 +30,8 @@ import postgres from 'postgres'
 import { ARGON2_OPTIONS } from '../../src/passwords.js'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
-const ORIGIN = 'http://localhost:4100'
+// The frontend origin the benchmark's clients claim: production accepts only https origins.
+const ORIGIN = 'https://app.bench.invalid'
 const PASSWORD = 'bench-Violet-kettle-42'
 
 // The targets, as ratios within one run (absolute numbers move with the machine).
@@ -180,8 +181,8 @@ function apiEnv (databaseUrl: string, port: number, jwtSecret: string): Record<s
     FRONTEND_PORT: '0',
     LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn',
     DOCS: 'false',
-    // Production refuses the localhost defaults; the bench's clients send no Origin anyway.
-    CORS_ORIGINS: 'https://app.bench.invalid',
+    // Production refuses the localhost defaults; the bench's clients send this Origin.
+    CORS_ORIGINS: ORIGIN,
     PUBLIC_ORIGIN: `https://127.0.0.1:${port}`,
     MIGRATE_ON_START: 'true',
     // The login storm comes from one address: without this it meets the credential limits at once.
