@@ -208,6 +208,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
     await assertCodeAttemptsAllowed(request, userId, reply)
     const used = await verifyTotpOrRecoveryCode(app.db, app.secretBox, userId, 'code' in body ? body.code : body.recoveryCode)
+    app.metrics.secondFactorChecks.inc({ method: 'code' in body ? 'totp' : 'recovery_code', outcome: used === undefined ? 'failure' : 'success' })
     if (used === undefined) {
       // The fifth wrong code uses the pending sign-in up: the next attempt must start over.
       await recordFailedAttempt(app.db, 'mfa_pending', value, MFA_PENDING_MAX_ATTEMPTS)
