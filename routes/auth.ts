@@ -1,7 +1,6 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { accountKeyOfName, accountKeyOfUser } from '../plugins/account-limit.js'
-import { recordAuditEvent } from '../src/db/queries/audit.js'
 import { listActiveSessions, revokeAllSessions, revokeSession, rotateRefreshToken } from '../src/db/queries/sessions.js'
 import { createUser, findUserWithHashById, findUserWithHashByName, setPasswordHash, type UserRow } from '../src/db/queries/users.js'
 import {
@@ -46,8 +45,8 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
       : await verifyPassword(user.passwordHash, password)
     if (!isValid) {
       await app.accountLimit.recordFailure(request, account)
-      await recordAuditEvent(app.db, request.log, {
-        type: 'login_failed', userId: user?.id ?? null, ip: request.ip, detail: { username },
+      await request.audit(app.db, 'login_failed', {
+        userId: user?.id ?? null, detail: { username }
       })
       app.metrics.signIns.inc({ method: 'password', outcome: 'failure' })
       throw new BadCredentials()
@@ -75,7 +74,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const passwordHash = await hashPassword(password)
     const user = await app.db.transaction(async (tx) => {
       const created = await createUser(tx, { username, passwordHash })
-      await recordAuditEvent(tx, request.log, { type: 'register', userId: created.id, actorId: created.id, ip: request.ip })
+      await request.audit(tx, 'register', { userId: created.id, actorId: created.id })
       return created
     })
     return reply.code(201).send({ user })
@@ -140,15 +139,15 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
         // Never clears cookies: a 401 from a lost race must not sign out a tab that holds newer ones.
         throw new RefreshInvalid()
       case 'reused':
-        await recordAuditEvent(app.db, request.log, {
-          type: 'refresh_reused', userId: outcome.userId, ip: request.ip, detail: { sessionId: outcome.sessionId },
+        await request.audit(app.db, 'refresh_reused', {
+          userId: outcome.userId, detail: { sessionId: outcome.sessionId }
         })
         app.clearAuthCookies(reply)
         throw new RefreshReused()
       case 'grace':
         // An audit row all the same: a theft inside the window must leave a trace.
-        await recordAuditEvent(app.db, request.log, {
-          type: 'refresh_grace', userId: outcome.user.id, ip: request.ip, detail: { sessionId: outcome.sessionId },
+        await request.audit(app.db, 'refresh_grace', {
+          userId: outcome.user.id, detail: { sessionId: outcome.sessionId }
         })
         // The browser already holds the newest refresh token: send only a new access cookie.
         app.setAuthCookies(reply, { accessToken: app.signAccessToken(outcome.user, outcome.sessionId) })
@@ -174,7 +173,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const { id, sessionId } = request.user
     await app.db.transaction(async (tx) => {
       await revokeSession(tx, id, sessionId)
-      await recordAuditEvent(tx, request.log, { type: 'logout', userId: id, actorId: id, ip: request.ip, detail: { sessionId } })
+      await request.audit(tx, 'logout', { userId: id, actorId: id, detail: { sessionId } })
     })
     app.clearAuthCookies(reply)
     return reply.code(204).send(null)
@@ -192,7 +191,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const { id } = request.user
     await app.db.transaction(async (tx) => {
       const revoked = await revokeAllSessions(tx, id)
-      await recordAuditEvent(tx, request.log, { type: 'logout_all', userId: id, actorId: id, ip: request.ip, detail: { revoked } })
+      await request.audit(tx, 'logout_all', { userId: id, actorId: id, detail: { revoked } })
     })
     app.clearAuthCookies(reply)
     return reply.code(204).send(null)
@@ -228,7 +227,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const sessionId = request.params.id
     await app.db.transaction(async (tx) => {
       if (!await revokeSession(tx, userId, sessionId)) throw new SessionNotFound()
-      await recordAuditEvent(tx, request.log, { type: 'session_revoked', userId, actorId: userId, ip: request.ip, detail: { sessionId } })
+      await request.audit(tx, 'session_revoked', { userId, actorId: userId, detail: { sessionId } })
     })
     if (sessionId === currentSessionId) app.clearAuthCookies(reply)
     return reply.code(204).send(null)
@@ -270,7 +269,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const user = await findUserWithHashById(app.db, id)
     if (!user || !await verifyPassword(user.passwordHash, currentPassword)) {
       await app.accountLimit.recordFailure(request, account)
-      await recordAuditEvent(app.db, request.log, { type: 'password_change_failed', userId: id, actorId: id, ip: request.ip, detail: { sessionId } })
+      await request.audit(app.db, 'password_change_failed', { userId: id, actorId: id, detail: { sessionId } })
       throw new WrongPassword()
     }
     if (isCommonPassword(newPassword)) throw new CommonPassword()
@@ -279,7 +278,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
     await app.db.transaction(async (tx) => {
       await setPasswordHash(tx, id, passwordHash)
       const revoked = await revokeAllSessions(tx, id, sessionId)
-      await recordAuditEvent(tx, request.log, { type: 'password_changed', userId: id, actorId: id, ip: request.ip, detail: { revokedSessions: revoked } })
+      await request.audit(tx, 'password_changed', { userId: id, actorId: id, detail: { revokedSessions: revoked } })
     })
     return reply.code(204).send(null)
   })

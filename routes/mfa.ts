@@ -1,7 +1,6 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { accountKeyOfUser } from '../plugins/account-limit.js'
-import { recordAuditEvent } from '../src/db/queries/audit.js'
 import {
   countRecoveryCodesLeft, disableTotp, enableTotp, findTotp, replaceRecoveryCodes, startTotpEnrolment,
 } from '../src/db/queries/mfa.js'
@@ -42,13 +41,13 @@ const mfaRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }
   async function rejectWrongCode (request: FastifyRequest, userId: string, stage: string): Promise<never> {
     await app.accountLimit.recordFailure(request, accountKeyOfUser(userId))
-    await recordAuditEvent(app.db, request.log, { type: 'mfa_failed', userId, actorId: userId, ip: request.ip, detail: { stage } })
+    await request.audit(app.db, 'mfa_failed', { userId, actorId: userId, detail: { stage } })
     throw new MfaInvalid()
   }
 
   async function recordRecoveryCodeUse (request: FastifyRequest, userId: string) {
     const left = await countRecoveryCodesLeft(app.db, userId)
-    await recordAuditEvent(app.db, request.log, { type: 'recovery_code_used', userId, actorId: userId, ip: request.ip, detail: { left } })
+    await request.audit(app.db, 'recovery_code_used', { userId, actorId: userId, detail: { left } })
   }
 
   /** The current password, then a TOTP or recovery code: what turning TOTP off or new codes need. */
@@ -132,7 +131,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox = async (app) => {
     await app.db.transaction(async (tx) => {
       if (!await enableTotp(tx, id)) throw new NothingToConfirm()
       await replaceRecoveryCodes(tx, id, recoveryCodes.map(hashRecoveryCode))
-      await recordAuditEvent(tx, request.log, { type: 'mfa_enabled', userId: id, actorId: id, ip: request.ip, detail: { method: 'totp' } })
+      await request.audit(tx, 'mfa_enabled', { userId: id, actorId: id, detail: { method: 'totp' } })
     })
     return { recoveryCodes }
   })
@@ -152,7 +151,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const used = await checkPasswordAndCode(request, reply, request.body.currentPassword, request.body.code, 'disable')
     await app.db.transaction(async (tx) => {
       await disableTotp(tx, id)
-      await recordAuditEvent(tx, request.log, { type: 'mfa_disabled', userId: id, actorId: id, ip: request.ip, detail: { method: 'totp', with: used } })
+      await request.audit(tx, 'mfa_disabled', { userId: id, actorId: id, detail: { method: 'totp', with: used } })
     })
     return reply.code(204).send(null)
   })
@@ -173,7 +172,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const recoveryCodes = newRecoveryCodes()
     await app.db.transaction(async (tx) => {
       await replaceRecoveryCodes(tx, id, recoveryCodes.map(hashRecoveryCode))
-      await recordAuditEvent(tx, request.log, { type: 'recovery_codes_regenerated', userId: id, actorId: id, ip: request.ip })
+      await request.audit(tx, 'recovery_codes_regenerated', { userId: id, actorId: id })
     })
     return { recoveryCodes }
   })
