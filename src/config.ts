@@ -58,6 +58,8 @@ export interface Config {
   readonly encryptionPreviousKeys: readonly string[]
   /** Roles that must have a second factor to use the API (they may only enrol until they do). */
   readonly mfaRequiredRoles: readonly Role[]
+  /** The frontend's base URL (APP_URL, no trailing slash): e-mailed links and the identity-provider landing point there. */
+  readonly appUrl: string
 }
 
 export class ConfigError extends Error {
@@ -149,6 +151,30 @@ function readPublicOrigins (env: Env, isProduction: boolean, port: number): stri
     return [`http://127.0.0.1:${port}`, `http://localhost:${port}`]
   }
   return readOriginList(env, 'PUBLIC_ORIGIN', [], isProduction)
+}
+
+/**
+ * The frontend's base URL. Links in mails and the identity-provider redirect end up here, so in
+ * production it must be https; a path is allowed (a frontend under /app), a query or fragment is not.
+ */
+function readAppUrl (env: Env, isProduction: boolean, frontendPort: number, corsOrigins: readonly string[]): string {
+  const raw = env.APP_URL?.trim()
+  if (raw === undefined || raw === '') {
+    // Production: the frontend's first (https) origin rather than a localhost link in a real user's mail.
+    if (isProduction && corsOrigins[0] !== undefined) return corsOrigins[0]
+    return `http://localhost:${frontendPort === 0 ? 4100 : frontendPort}`
+  }
+  let parsed: URL
+  try {
+    parsed = new URL(raw)
+  } catch {
+    throw new ConfigError('APP_URL', `has "${raw}", which is not a URL like https://app.example.com`)
+  }
+  if (!/^https?:$/.test(parsed.protocol) || parsed.search !== '' || parsed.hash !== '' || parsed.username !== '' || parsed.password !== '') {
+    throw new ConfigError('APP_URL', `has "${raw}": use an http(s) URL without query, fragment or credentials`)
+  }
+  if (isProduction && parsed.protocol !== 'https:') throw new ConfigError('APP_URL', `has "${raw}": only https is allowed when NODE_ENV=production`)
+  return parsed.href.replace(/\/+$/, '')
 }
 
 function readSameSite (env: Env, cookieSecure: boolean): Config['cookieSameSite'] {
@@ -321,6 +347,8 @@ export function loadConfig (env: Env = process.env): Config {
   const port = readInteger(env, 'PORT', 8086, 0, 65_535)
   const frontendPort = readInteger(env, 'FRONTEND_PORT', 4100, 0, 65_535)
 
+  const corsOrigins = readCorsOrigins(env, isProduction, frontendPort)
+
   const config: Config = {
     isProduction,
     port,
@@ -330,7 +358,7 @@ export function loadConfig (env: Env = process.env): Config {
     dataDir,
     jwtSecret: readSecret(env, isProduction, dataDir),
     jwtPreviousSecrets: readPreviousSecrets(env),
-    corsOrigins: readCorsOrigins(env, isProduction, frontendPort),
+    corsOrigins,
     publicOrigins: readPublicOrigins(env, isProduction, port),
     cookieSecure,
     cookieSameSite: readSameSite(env, cookieSecure),
@@ -363,6 +391,7 @@ export function loadConfig (env: Env = process.env): Config {
     encryptionKey: readEncryptionKey(env, isProduction, dataDir),
     encryptionPreviousKeys: readPreviousSecrets(env, 'ENCRYPTION_PREVIOUS_KEYS'),
     mfaRequiredRoles: readRoles(env, 'MFA_REQUIRED_ROLES'),
+    appUrl: readAppUrl(env, isProduction, frontendPort, corsOrigins),
   }
   return Object.freeze(config)
 }

@@ -259,3 +259,13 @@ t.test('DATA_DIR is created 0700 and refused when group or others can reach it; 
   writeFileSync(join(short, 'jwt-secret'), 'too-short\n', { mode: 0o600 })
   t.match(refusal({ DATA_DIR: short }), /^Invalid configuration: DATA_DIR holds a jwt-secret under 32 bytes/)
 })
+
+t.test('APP_URL: the frontend link in mails and after an identity-provider sign-in', async (t) => {
+  t.equal(loadConfig({ DATA_DIR: 'memory://' }).appUrl, 'http://localhost:4100', 'the example frontend by default')
+  t.equal(loadConfig({ DATA_DIR: 'memory://', APP_URL: 'https://app.example.com/portal/' }).appUrl, 'https://app.example.com/portal', 'a path is kept, its trailing slash is not')
+  const production = { NODE_ENV: 'production', JWT_SECRET: STRONG, ENCRYPTION_KEY: STRONG, DATA_DIR: 'memory://', ...PRODUCTION_ORIGINS }
+  t.equal(loadConfig(production).appUrl, 'https://app.example.com', 'production without it: the frontend\'s origin, never localhost')
+  t.match(refusal({ ...production, APP_URL: 'http://app.example.com' }), /APP_URL .*only https/)
+  t.match(refusal({ APP_URL: 'https://app.example.com/#/x' }), /APP_URL .*without query, fragment/)
+  t.match(refusal({ APP_URL: 'not a url' }), /APP_URL has "not a url"/)
+})
