@@ -347,9 +347,7 @@ export function loadConfig (env: Env = process.env): Config {
   const port = readInteger(env, 'PORT', 8086, 0, 65_535)
   const frontendPort = readInteger(env, 'FRONTEND_PORT', 4100, 0, 65_535)
 
-  const corsOrigins = readCorsOrigins(env, isProduction, frontendPort)
-
-  const config: Config = {
+  const config: Omit<Config, 'appUrl'> = {
     isProduction,
     port,
     host: env.HOST || '127.0.0.1',
@@ -358,7 +356,7 @@ export function loadConfig (env: Env = process.env): Config {
     dataDir,
     jwtSecret: readSecret(env, isProduction, dataDir),
     jwtPreviousSecrets: readPreviousSecrets(env),
-    corsOrigins,
+    corsOrigins: readCorsOrigins(env, isProduction, frontendPort),
     publicOrigins: readPublicOrigins(env, isProduction, port),
     cookieSecure,
     cookieSameSite: readSameSite(env, cookieSecure),
@@ -391,7 +389,6 @@ export function loadConfig (env: Env = process.env): Config {
     encryptionKey: readEncryptionKey(env, isProduction, dataDir),
     encryptionPreviousKeys: readPreviousSecrets(env, 'ENCRYPTION_PREVIOUS_KEYS'),
     mfaRequiredRoles: readRoles(env, 'MFA_REQUIRED_ROLES'),
-    appUrl: readAppUrl(env, isProduction, frontendPort, corsOrigins),
   }
-  return Object.freeze(config)
+  return Object.freeze({ ...config, appUrl: readAppUrl(env, isProduction, frontendPort, config.corsOrigins) })
 }
