@@ -93,7 +93,9 @@ export function cookieCount (request: FastifyRequest, name: string): number {
 function isEnrolmentRoute (route: string): boolean {
   return route === '/api/auth/me' || route === '/api/auth/logout' || route === '/api/auth/refresh' ||
     route === '/api/auth/mfa' || route.startsWith('/api/auth/mfa/') ||
-    route === '/api/auth/passkeys' || route.startsWith('/api/auth/passkeys/')
+    route === '/api/auth/passkeys' || route.startsWith('/api/auth/passkeys/') ||
+    // An account made by an identity provider needs a password before it can turn TOTP on.
+    route === '/api/auth/password/set'
 }
 
 export default fp(async (app) => {

@@ -1,7 +1,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Ajv, type Options as AjvOptions } from 'ajv'
 import addFormatsModule from 'ajv-formats'
-import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import configPlugin from '../plugins/config.js'
 import tracingPlugin from '../plugins/tracing.js'
 import metricsPlugin from '../plugins/metrics.js'
@@ -18,8 +18,10 @@ import auditPlugin from '../plugins/audit.js'
 import authPlugin from '../plugins/auth.js'
 import accountLimitPlugin from '../plugins/account-limit.js'
 import docsPlugin from '../plugins/docs.js'
+import oidcPlugin from '../plugins/oidc.js'
 import authRoutes from '../routes/auth.js'
 import mfaRoutes from '../routes/mfa.js'
+import oidcRoutes from '../routes/oidc.js'
 import healthRoutes from '../routes/health.js'
 import tasksRoutes from '../routes/tasks.js'
 import usersRoutes from '../routes/users.js'
@@ -27,6 +29,7 @@ import auditRoutes from '../routes/audit.js'
 import metricsRoutes from '../routes/metrics.js'
 import type { Config } from './config.js'
 import { validationError } from './validation-messages.js'
+import { loggableUrl } from './log-urls.js'
 import type { Database } from './db/client.js'
 
 // ajv-formats is CommonJS; under nodenext its default import is the module, whose `default` is the plugin.
@@ -73,6 +76,16 @@ export async function buildApp ({ config, database, fastify = {}, pressure = {},
     logger: {
       level: logLevel ?? config.logLevel,
       redact: { paths: LOG_REDACTIONS, censor: '[redacted]' },
+      // Fastify's own request fields, with the URL passed through loggableUrl (the OIDC callback's code and state).
+      serializers: {
+        req: (request: FastifyRequest) => ({
+          method: request.method,
+          url: loggableUrl(request.url),
+          host: request.host,
+          remoteAddress: request.ip,
+          ...(request.socket?.remotePort === undefined ? {} : { remotePort: request.socket.remotePort }),
+        }),
+      },
       ...(logStream === undefined ? {} : { stream: logStream }),
       // Redaction happens before the transport sees a line, so the pretty output hides the same.
       ...(prettyLogs && logStream === undefined ? { transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss', ignore: 'pid,hostname' } } } : {}),
@@ -118,10 +131,12 @@ export async function buildApp ({ config, database, fastify = {}, pressure = {},
   await app.register(authPlugin)
   await app.register(accountLimitPlugin)
   await app.register(docsPlugin)
+  await app.register(oidcPlugin)
 
   await app.register(healthRoutes, { prefix: '/api/health' })
   await app.register(authRoutes, { prefix: '/api/auth' })
   await app.register(mfaRoutes, { prefix: '/api/auth' })
+  await app.register(oidcRoutes, { prefix: '/api/auth' })
   await app.register(tasksRoutes, { prefix: '/api/tasks' })
   await app.register(usersRoutes, { prefix: '/api/users' })
   await app.register(auditRoutes, { prefix: '/api/audit' })

@@ -60,6 +60,19 @@ export interface Config {
   readonly mfaRequiredRoles: readonly Role[]
   /** The frontend's base URL (APP_URL, no trailing slash): e-mailed links and the identity-provider landing point there. */
   readonly appUrl: string
+  /** Identity providers (OIDC_PROVIDERS), in the order given: the sign-in page shows them so. */
+  readonly oidcProviders: readonly OidcProviderSettings[]
+}
+
+/** One identity provider as configured; its endpoints come from the issuer's discovery document at start. */
+export interface OidcProviderSettings {
+  /** Lower case, in the provider's URLs (`/api/auth/oidc/<id>/start`). */
+  readonly id: string
+  /** Shown on the sign-in button. */
+  readonly name: string
+  readonly issuer: string
+  readonly clientId: string
+  readonly clientSecret: string
 }
 
 export class ConfigError extends Error {
@@ -278,6 +291,35 @@ function readEncryptionKey (env: Env, isProduction: boolean, dataDir: string): s
   return key
 }
 
+// The id travels in URLs and names environment variables (OIDC_<ID>_…), so it stays plain.
+const OIDC_PROVIDER_ID = /^[a-z][a-z0-9_]{0,31}$/
+
+function readOidcProviders (env: Env, isProduction: boolean): OidcProviderSettings[] {
+  const ids = readList(env, 'OIDC_PROVIDERS', []).map((id) => id.toLowerCase())
+  return ids.map((id) => {
+    if (!OIDC_PROVIDER_ID.test(id)) throw new ConfigError('OIDC_PROVIDERS', `has "${id}": an id is a letter, then up to 31 letters, digits or _`)
+    if (ids.indexOf(id) !== ids.lastIndexOf(id)) throw new ConfigError('OIDC_PROVIDERS', `names "${id}" twice`)
+    const prefix = `OIDC_${id.toUpperCase()}_`
+    const required = (name: string) => {
+      const value = env[prefix + name]?.trim()
+      if (value === undefined || value === '') throw new ConfigError(prefix + name, `must be set for the provider "${id}" in OIDC_PROVIDERS`)
+      return value
+    }
+    const issuer = required('ISSUER')
+    let url: URL
+    try {
+      url = new URL(issuer)
+    } catch {
+      throw new ConfigError(prefix + 'ISSUER', `has "${issuer}", which is not a URL like https://accounts.google.com`)
+    }
+    // An http issuer's keys and tokens could be swapped on the way: loopback test providers only.
+    if (url.protocol !== 'https:' && (isProduction || url.protocol !== 'http:')) {
+      throw new ConfigError(prefix + 'ISSUER', `has "${issuer}": only https issuers are allowed${isProduction ? ' when NODE_ENV=production' : ' (or http outside production)'}`)
+    }
+    return { id, name: env[prefix + 'NAME']?.trim() || id, issuer, clientId: required('CLIENT_ID'), clientSecret: required('CLIENT_SECRET') }
+  })
+}
+
 function readRoles (env: Env, name: string): Role[] {
   const roles = readList(env, name, [])
   for (const role of roles) {
@@ -389,6 +431,7 @@ export function loadConfig (env: Env = process.env): Config {
     encryptionKey: readEncryptionKey(env, isProduction, dataDir),
     encryptionPreviousKeys: readPreviousSecrets(env, 'ENCRYPTION_PREVIOUS_KEYS'),
     mfaRequiredRoles: readRoles(env, 'MFA_REQUIRED_ROLES'),
+    oidcProviders: readOidcProviders(env, isProduction),
   }
   return Object.freeze({ ...config, appUrl: readAppUrl(env, isProduction, frontendPort, config.corsOrigins) })
 }

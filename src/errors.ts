@@ -17,6 +17,12 @@ export const MfaEnrolmentRequired = createError('MFA_ENROLMENT_REQUIRED', 'Your 
 export const TotpAlreadyOn = createError('TOTP_ALREADY_ON', 'Two-step sign-in is already on; turn it off first', 409)
 export const NothingToConfirm = createError('TOTP_NOTHING_TO_CONFIRM', 'There is no pending two-step set-up to confirm', 409)
 export const TotpNotOn = createError('TOTP_NOT_ON', 'Two-step sign-in is not on', 409)
+export const OidcFailed = createError('OIDC_FAILED', 'This sign-in code is unknown, expired or already used; sign in again', 401)
+export const OidcLinkFailed = createError('OIDC_FAILED', 'The identity could not be linked: sign in as the account that started the linking, or it belongs to another account', 401)
+export const ProviderNotFound = createError('OIDC_PROVIDER_NOT_FOUND', 'No such identity provider', 404)
+export const IdentityNotFound = createError('IDENTITY_NOT_FOUND', 'Identity not found', 404)
+export const LastWayToSignIn = createError('LAST_SIGN_IN_METHOD', 'This is your last way to sign in: set a password or link another identity first', 409)
+export const PasswordAlreadySet = createError('PASSWORD_ALREADY_SET', 'This account has a password already; change it with POST /api/auth/password', 409)
 
 export const UsernameTaken = createError('USERNAME_TAKEN', 'That username is taken', 409)
 export const CommonPassword = createError('PASSWORD_TOO_COMMON', 'That password is among the most common ones; choose another', 400)

@@ -37,8 +37,16 @@ export function hashPassword (password: string): Promise<string> {
   return hashingSlot(() => hash(password, ARGON2_OPTIONS))
 }
 
-/** Never throws on a malformed stored hash: a broken row is a failed sign-in, not a 500. */
-export async function verifyPassword (storedHash: string, password: string): Promise<boolean> {
+/**
+ * Never throws on a malformed stored hash: a broken row is a failed sign-in, not a 500. An account
+ * without a password (made by an identity provider) is checked against the decoy instead, so it
+ * fails exactly like a wrong password, in the same time.
+ */
+export async function verifyPassword (storedHash: string | null, password: string): Promise<boolean> {
+  if (storedHash === null) {
+    await spendDecoyVerification(password)
+    return false
+  }
   try {
     return await hashingSlot(() => verify(storedHash, password))
   } catch {

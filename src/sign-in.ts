@@ -75,17 +75,18 @@ export async function startSession<C extends SignInClient> (
 }
 
 /**
- * After a right password: a user without TOTP is signed in; a user with TOTP gets a pending
+ * After a right password (or an identity provider's word, `method` 'oidc'): a user without TOTP is
+ * signed in; a user with TOTP gets a pending
  * sign-in instead (a one-time secret: 5 minutes, 5 attempts, single use, any instance can finish
  * it), as a cookie for a browser or `mfa_token` for a Bearer client.
  */
 export async function afterPassword<C extends SignInClient> (
   app: FastifyInstance, request: FastifyRequest, reply: FastifyReply,
-  user: UserRow & { totpOn: boolean }, client: C
+  user: UserRow & { totpOn: boolean }, client: C, method: 'password' | 'oidc' = 'password'
 ): Promise<SignedInAnswer<C> | MfaChallenge<C>> {
   const { totpOn, ...publicUser } = user
-  if (!totpOn) return startSession(app, request, reply, publicUser, client, 'password')
-  app.metrics.signIns.inc({ method: 'password', outcome: 'second_factor_required' })
+  if (!totpOn) return startSession(app, request, reply, publicUser, client, method)
+  app.metrics.signIns.inc({ method, outcome: 'second_factor_required' })
   const pending = await issueSecret(app.db, {
     kind: 'mfa_pending', userId: user.id, ttlSeconds: MFA_PENDING_TTL_SECONDS, data: { client },
   })

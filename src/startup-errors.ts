@@ -1,5 +1,6 @@
 import { ConfigError } from './config.js'
 import { DataDirInUse } from './db/data-dir-lock.js'
+import { OidcDiscoveryFailed } from '../plugins/oidc.js'
 
 /** The error codes on an error and its causes (Drizzle and postgres.js wrap each other's errors). */
 function codes (error: unknown): string[] {
@@ -39,6 +40,7 @@ export interface StartupContext {
 export function describeStartupError (error: unknown, { databaseUrl, port, host }: StartupContext): string | undefined {
   if (error instanceof ConfigError) return error.message
   if (error instanceof DataDirInUse) return error.message
+  if (error instanceof OidcDiscoveryFailed) return error.message
   const all = codes(error)
   const has = (code: string) => all.includes(code)
   const where = target(databaseUrl)

@@ -15,7 +15,8 @@ const moment = (name: string) => timestamp(name, { withTimezone: true, precision
 export const users = pgTable('users', {
   id: uuid('id').primaryKey().defaultRandom(),
   username: text('username').notNull(),
-  passwordHash: text('password_hash').notNull(),
+  /** Null for an account created by an identity provider until its owner sets a password. */
+  passwordHash: text('password_hash'),
   role: text('role').$type<Role>().notNull().default('user'),
   createdAt: moment('created_at').notNull().defaultNow(),
   /** The TOTP secret, AES-256-GCM under ENCRYPTION_KEY (see src/secret-box.ts): a database copy alone yields no code. */
@@ -130,4 +131,23 @@ export const oneTimeSecrets = pgTable('one_time_secrets', {
 }, (table) => [
   index('one_time_secrets_user_kind_idx').on(table.userId, table.kind),
   index('one_time_secrets_expires_at_idx').on(table.expiresAt),
+])
+
+/**
+ * Identities at OpenID providers that sign a user in. The key is (issuer, subject), the only pair a
+ * provider promises never to reuse for someone else; the e-mail claim is kept for display alone and
+ * never links anything: an attacker's provider account can carry the victim's address.
+ */
+export const userIdentities = pgTable('user_identities', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  userId: uuid('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  /** The configured provider id (OIDC_PROVIDERS) it was made through, for the account page. */
+  provider: text('provider').notNull(),
+  issuer: text('issuer').notNull(),
+  subject: text('subject').notNull(),
+  email: text('email'),
+  createdAt: moment('created_at').notNull().defaultNow(),
+}, (table) => [
+  uniqueIndex('user_identities_issuer_subject_key').on(table.issuer, table.subject),
+  index('user_identities_user_id_idx').on(table.userId),
 ])

@@ -1,4 +1,4 @@
-import { desc, eq, sql } from 'drizzle-orm'
+import { and, desc, eq, isNotNull, isNull, sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
 import { users, type Role } from '../schema.js'
 import { LastAdmin, sqlState, UsernameTaken } from '../../errors.js'
@@ -23,7 +23,7 @@ const UNIQUE_VIOLATION = '23505'
  * Inserts a user; a name already taken in any letter case is a 409. The unique index on
  * lower(username) decides, so two concurrent registrations of one name cannot both succeed.
  */
-export async function createUser (db: Db, values: { username: string, passwordHash: string, role?: Role }) {
+export async function createUser (db: Db, values: { username: string, passwordHash: string | null, role?: Role }) {
   try {
     const [user] = await db.insert(users).values(values).returning(publicUser)
     return user!
@@ -55,6 +55,20 @@ export async function findUserById (db: Db, id: string) {
 export async function setPasswordHash (db: Db, id: string, passwordHash: string) {
   const [user] = await db.update(users).set({ passwordHash }).where(eq(users.id, id)).returning(publicUser)
   return user
+}
+
+/** Sets a first password on an account that has none (one made by a provider); false when it has one. */
+export async function setFirstPassword (db: Db, id: string, passwordHash: string): Promise<boolean> {
+  const rows = await db.update(users).set({ passwordHash })
+    .where(and(eq(users.id, id), isNull(users.passwordHash)))
+    .returning({ id: users.id })
+  return rows.length === 1
+}
+
+/** Whether the account has a password (one made by a provider may not). */
+export async function hasPassword (db: Db, id: string): Promise<boolean> {
+  const [row] = await db.select({ id: users.id }).from(users).where(and(eq(users.id, id), isNotNull(users.passwordHash)))
+  return row !== undefined
 }
 
 /** Every user, newest first, a keyset page at a time. */

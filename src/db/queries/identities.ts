@@ -1,0 +1,107 @@
+import { and, asc, eq, ne, sql } from 'drizzle-orm'
+import type { Db } from '../client.js'
+import { userIdentities, users } from '../schema.js'
+import { sqlState, UsernameTaken } from '../../errors.js'
+import { createUser, publicUser, type UserRow } from './users.js'
+
+/** What a provider vouched for, once openid-client has checked the ID token. */
+export interface VerifiedIdentity {
+  provider: string
+  issuer: string
+  subject: string
+  /** Display only: never used to find or link an account. */
+  email: string | null
+}
+
+export interface IdentityRow { id: string, provider: string, email: string | null, createdAt: Date }
+
+const identityColumns = {
+  id: userIdentities.id,
+  provider: userIdentities.provider,
+  email: userIdentities.email,
+  createdAt: userIdentities.createdAt,
+}
+
+const UNIQUE_VIOLATION = '23505'
+
+/** The user an identity signs in, with whether a TOTP code must follow (as after a password). */
+export async function findUserByIdentity (db: Db, issuer: string, subject: string) {
+  const [user] = await db
+    .select({ ...publicUser, totpOn: sql<boolean>`${users.totpEnabledAt} is not null` })
+    .from(userIdentities)
+    .innerJoin(users, eq(users.id, userIdentities.userId))
+    .where(and(eq(userIdentities.issuer, issuer), eq(userIdentities.subject, subject)))
+  return user
+}
+
+export async function listIdentities (db: Db, userId: string): Promise<IdentityRow[]> {
+  return db.select(identityColumns).from(userIdentities)
+    .where(eq(userIdentities.userId, userId))
+    .orderBy(asc(userIdentities.createdAt), asc(userIdentities.id))
+}
+
+/**
+ * Links an identity to a user. Undefined when the identity already belongs to someone (the unique
+ * (issuer, subject) index decides, so two links at once cannot both win); the same user linking it
+ * again gets the existing row. Run it in the transaction that records the audit event.
+ */
+export async function linkIdentity (tx: Db, userId: string, identity: VerifiedIdentity): Promise<IdentityRow | undefined> {
+  const [created] = await tx.insert(userIdentities).values({ userId, ...identity })
+    .onConflictDoNothing({ target: [userIdentities.issuer, userIdentities.subject] })
+    .returning(identityColumns)
+  if (created !== undefined) return created
+  const [existing] = await tx.select(identityColumns).from(userIdentities)
+    .where(and(eq(userIdentities.issuer, identity.issuer), eq(userIdentities.subject, identity.subject), eq(userIdentities.userId, userId)))
+  return existing
+}
+
+// Candidates are tried in this order; after that, random suffixes (a name everybody wants).
+const NUMBERED_TRIES = 8
+
+/**
+ * Creates an account for a first sign-in with a provider: no password, role `user`, a username from
+ * the candidates made unique with a suffix. Each try runs in a savepoint, so a taken name does not
+ * spoil the transaction. Run it in a transaction (the caller's, which also links the identity).
+ */
+export async function createUserWithUniqueName (tx: Db, base: string): Promise<UserRow> {
+  const names = [base, ...Array.from({ length: NUMBERED_TRIES }, (_, index) => withSuffix(base, String(index + 2)))]
+  for (let attempt = 0; ; attempt++) {
+    const username = names[attempt] ?? withSuffix(base, String(Math.floor(Math.random() * 1_000_000)))
+    try {
+      return await tx.transaction((savepoint) => createUser(savepoint, { username, passwordHash: null }))
+    } catch (error) {
+      if (!(error instanceof UsernameTaken) || attempt > NUMBERED_TRIES + 20) throw error
+    }
+  }
+}
+
+/** `base-suffix`, the base cut so that the whole stays within 32 characters. */
+function withSuffix (base: string, suffix: string): string {
+  return `${base.slice(0, 32 - suffix.length - 1)}-${suffix}`
+}
+
+/**
+ * Removes one of the user's identities, unless it is their last way to sign in (no password, no
+ * other identity). Locks the user's row first: two unlinks at once take turns, and the second sees
+ * what the first left. Returns 'removed', 'not_found' or 'last_way'.
+ */
+export async function unlinkIdentity (tx: Db, userId: string, identityId: string): Promise<{ outcome: 'removed', identity: IdentityRow } | { outcome: 'not_found' } | { outcome: 'last_way' }> {
+  const [owner] = await tx.select({ hasPassword: sql<boolean>`${users.passwordHash} is not null` })
+    .from(users).where(eq(users.id, userId)).for('update')
+  const [identity] = await tx.select(identityColumns).from(userIdentities)
+    .where(and(eq(userIdentities.id, identityId), eq(userIdentities.userId, userId)))
+  if (owner === undefined || identity === undefined) return { outcome: 'not_found' }
+  if (!owner.hasPassword) {
+    const [other] = await tx.select({ id: userIdentities.id }).from(userIdentities)
+      .where(and(eq(userIdentities.userId, userId), ne(userIdentities.id, identityId))).limit(1)
+    // Passkeys, once they land, are another way in and join this check.
+    if (other === undefined) return { outcome: 'last_way' }
+  }
+  await tx.delete(userIdentities).where(and(eq(userIdentities.id, identityId), eq(userIdentities.userId, userId)))
+  return { outcome: 'removed', identity }
+}
+
+/** True when a unique violation came from the (issuer, subject) index: the identity was linked meanwhile. */
+export function isIdentityTaken (error: unknown): boolean {
+  return sqlState(error) === UNIQUE_VIOLATION
+}
