@@ -81,6 +81,22 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return { url: url.href, state }
   }
 
+  /**
+   * The name and address for a new account. Many providers put them in the ID token; others (and
+   * oidc-provider by default) only in the userinfo answer, which openid-client checks belongs to the
+   * same subject. Only for display and the username: a failure here fails nothing.
+   */
+  async function profileClaims (provider: OidcProvider, accessToken: string, idToken: client.IDToken): Promise<Record<string, unknown>> {
+    if (['email', 'preferred_username', 'name'].some((claim) => typeof idToken[claim] === 'string')) return {}
+    if (provider.configuration.serverMetadata().userinfo_endpoint === undefined) return {}
+    try {
+      return await client.fetchUserInfo(provider.configuration, accessToken, idToken.sub)
+    } catch (error) {
+      app.log.warn({ provider: provider.id, err: { message: (error as Error).message } }, 'identity provider: userinfo failed; the account gets a generic name')
+      return {}
+    }
+  }
+
   /** The signed-in caller, or undefined: tokenRequired's checks without its 401. */
   async function callerOrUndefined (request: FastifyRequest): Promise<string | undefined> {
     try {
@@ -170,6 +186,7 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
     if (currentUrl.searchParams.has('error')) return fail('provider_refused', { error: currentUrl.searchParams.get('error') })
 
     let claims: client.IDToken | undefined
+    let accessToken: string
     try {
       const tokens = await client.authorizationCodeGrant(provider.configuration, currentUrl, {
         pkceCodeVerifier: app.secretBox.open(data.sealedVerifier, 'oidc_flow'),
@@ -178,18 +195,20 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
         idTokenExpected: true,
       })
       claims = tokens.claims()
+      accessToken = tokens.access_token
     } catch (error) {
       // openid-client checked the ID token's signature, issuer, audience, nonce and expiry.
       return fail('verification_failed', { err: { message: (error as Error).message, code: (error as { code?: unknown }).code } })
     }
     if (claims === undefined) return fail('verification_failed')
-    const email = typeof claims.email === 'string' ? claims.email.slice(0, 320) : null
+    const profile = { ...await profileClaims(provider, accessToken, claims), ...claims }
+    const email = typeof profile.email === 'string' ? profile.email.slice(0, 320) : null
     const codeData: CodeData = {
       provider: provider.id,
       issuer: claims.iss,
       subject: claims.sub,
       email,
-      baseName: usernameFromClaims(claims as NameClaims),
+      baseName: usernameFromClaims(profile as NameClaims),
       linkUserId: data.linkUserId,
     }
     const code = await issueSecret(app.db, { kind: 'oidc_code', userId: data.linkUserId, ttlSeconds: CODE_TTL_SECONDS, data: { ...codeData } })

@@ -123,6 +123,8 @@ export async function buildApp ({ config, database, fastify = {}, pressure = {},
   await app.register(corsPlugin)
   await app.register(pressurePlugin, pressure)
   await app.register(csrfPlugin)
+  // Before the database: a provider that production needs and cannot load stops the start at once.
+  await app.register(oidcPlugin)
   await app.register(dbPlugin, database === undefined ? {} : { database })
   await app.register(dbBreakerPlugin)
   await app.register(purgePlugin)
@@ -131,7 +133,6 @@ export async function buildApp ({ config, database, fastify = {}, pressure = {},
   await app.register(authPlugin)
   await app.register(accountLimitPlugin)
   await app.register(docsPlugin)
-  await app.register(oidcPlugin)
 
   await app.register(healthRoutes, { prefix: '/api/health' })
   await app.register(authRoutes, { prefix: '/api/auth' })
