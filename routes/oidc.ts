@@ -280,11 +280,13 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['oidc'],
       summary: "The caller's linked identities",
+      description: 'Contract extension: `hasPassword` tells the account page whether to offer "set a password" (POST /api/auth/password/set).',
       security: signedIn,
-      response: { 200: Type.Object({ items: Type.Array(Identity) }) },
+      response: { 200: Type.Object({ items: Type.Array(Identity), hasPassword: Type.Boolean() }) },
     },
   }, async (request) => {
-    return { items: await listIdentities(app.db, request.user.id) }
+    const { id } = request.user
+    return { items: await listIdentities(app.db, id), hasPassword: await hasPassword(app.db, id) }
   })
 
   app.delete('/oidc/identities/:id', {

@@ -6,6 +6,7 @@ import { signInScreen, registerScreen } from './screens/auth.js'
 import { tasksScreen } from './screens/tasks.js'
 import { accountScreen } from './screens/account.js'
 import { usersScreen } from './screens/users.js'
+import { oidcLandingScreen } from './screens/oidc.js'
 import { maySignedIn, rememberSignedIn } from './session-hint.js'
 
 const header = document.getElementById('app-header')
@@ -21,6 +22,8 @@ const ROUTES = {
   '#/tasks': { screen: tasksScreen, title: 'Tasks', signedIn: true },
   '#/account': { screen: accountScreen, title: 'Account', signedIn: true },
   '#/users': { screen: usersScreen, title: 'Users', signedIn: true, role: 'admin' },
+  // Signed in or not: a sign-in lands here, and so does linking an identity to a signed-in account.
+  '#/oidc': { screen: oidcLandingScreen, title: 'Signing in' },
 }
 
 // A notice survives the one navigation that follows it ("You have signed out" on the sign-in
@@ -95,7 +98,8 @@ function renderHeader () {
 }
 
 function render () {
-  const route = ROUTES[location.hash]
+  // A route's parameters follow a `?` (#/oidc?code=…).
+  const route = ROUTES[location.hash.split('?')[0]]
   if (!route) {
     navigate(session.user ? '#/tasks' : '#/sign-in')
     return
@@ -104,7 +108,7 @@ function render () {
     navigate('#/sign-in')
     return
   }
-  if (!route.signedIn && session.user) {
+  if (route.signedIn === false && session.user) {
     navigate('#/tasks')
     return
   }

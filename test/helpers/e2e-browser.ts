@@ -55,7 +55,11 @@ function cookieNames (header: string | undefined): Set<string> {
  * listening on 127.0.0.1, and the example frontend on localhost, each on a free port, both closed at
  * teardown. The frontend is told where the API is the way `npm start` tells it.
  */
-export async function startStack (t: TestContext, overrides: Partial<Config> = {}): Promise<Stack> {
+export async function startStack (
+  t: TestContext, overrides: Partial<Config> = {},
+  /** Settings that depend on the ports chosen (an identity provider's callback URL, APP_URL). */
+  withPorts: (ports: { apiPort: number, frontendPort: number }) => Promise<Partial<Config>> = async () => ({})
+): Promise<Stack> {
   const databaseUrl = await freshDatabaseUrl(t)
   const [apiPort, frontendPort] = [await freePort(), await freePort()]
   const config = testConfig({
@@ -64,6 +68,7 @@ export async function startStack (t: TestContext, overrides: Partial<Config> = {
     // Not a rate-limit test: every sign-in here comes from the loopback address.
     rateLimitAllowList: ['127.0.0.1', '::1', '::ffff:127.0.0.1'],
     ...overrides,
+    ...await withPorts({ apiPort, frontendPort }),
   })
   const app = await buildApp({ config })
   t.teardown(() => app.close())

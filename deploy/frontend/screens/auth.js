@@ -1,6 +1,7 @@
 import { api } from '../api.js'
 import { busy, errorBox, field, h, showError } from '../dom.js'
 import { friendlyMessage } from '../errors.js'
+import { providerButtons } from './oidc.js'
 
 function authCard (title, intro, form, footer) {
   return h('section', { class: 'auth' },
@@ -16,7 +17,7 @@ function authCard (title, intro, form, footer) {
  * authenticator app, or one of the recovery codes. The pending sign-in lives in an HttpOnly cookie
  * for five minutes; when it is gone, `restart` brings back the password step.
  */
-function secondFactorStep ({ finish, restart }) {
+export function secondFactorStep ({ finish, restart }) {
   const code = h('input', {
     name: 'code',
     inputmode: 'numeric',
@@ -76,7 +77,7 @@ export function signInScreen ({ navigate, notify, signedIn }) {
     field('Password', password),
     error,
     h('button', { type: 'submit', class: 'button button-primary button-wide' }, 'Sign in'))
-  const card = authCard('Sign in', 'Welcome back. Sign in to see your tasks.', form,
+  const card = authCard('Sign in', 'Welcome back. Sign in to see your tasks.', [form, providerButtons()],
     ['New here? ', h('a', { href: '#/register' }, 'Create an account')])
 
   async function finish (user, usedRecoveryCode) {

@@ -1,0 +1,174 @@
+/* global location, history */
+import { request } from '../api.js'
+import { API_BASE } from '../config.js'
+import { busy, errorBox, field, formatDate, h, replaceChildren, showError } from '../dom.js'
+import { friendlyMessage } from '../errors.js'
+import { secondFactorStep } from './auth.js'
+
+// Sign-in with an identity provider. The browser goes to the provider by a top-level visit to the
+// API's /start; the provider sends it back to the API's callback, which answers with a one-time
+// code in this page's address (#/oidc?code=…). This page then POSTs the code with fetch, so the
+// session cookies are set by a request from the frontend's own context (in its cookie partition).
+
+const oidcApi = {
+  providers: () => request('GET', '/api/auth/oidc/providers', undefined, { refresh: false }),
+  exchange: (code) => request('POST', '/api/auth/oidc/exchange', { code }, { refresh: false }),
+  link: (provider) => request('POST', `/api/auth/oidc/${encodeURIComponent(provider)}/link`),
+  identities: () => request('GET', '/api/auth/oidc/identities'),
+  unlink: (identityId) => request('DELETE', `/api/auth/oidc/identities/${encodeURIComponent(identityId)}`),
+  setPassword: (newPassword) => request('POST', '/api/auth/password/set', { newPassword }),
+}
+
+/** What the callback's `error` values mean, in words. */
+const CALLBACK_ERRORS = {
+  invalid_state: 'That sign-in link has expired or was already used. Please try again.',
+  provider_refused: 'The identity provider did not sign you in.',
+  verification_failed: 'The identity provider’s answer could not be verified. Please try again.',
+  unknown_provider: 'That identity provider is not available.',
+  sign_in_first: 'Sign in first, then link the identity from your Account page.',
+}
+
+const startUrl = (provider) => `${API_BASE}/api/auth/oidc/${encodeURIComponent(provider.id)}/start`
+
+/** "Sign in with …" buttons, one per provider the API offers; nothing at all when there is none. */
+export function providerButtons () {
+  const box = h('div', { class: 'stack oidc-providers', hidden: true })
+  oidcApi.providers().then(({ items }) => {
+    if (items.length === 0) return
+    replaceChildren(box,
+      h('p', { class: 'muted oidc-or' }, 'or'),
+      items.map((provider) => h('a', { class: 'button button-secondary button-wide', href: startUrl(provider) }, `Sign in with ${provider.name}`)))
+    box.hidden = false
+  }, () => { /* no buttons: the password form still works */ })
+  return box
+}
+
+/** The page the callback lands on: exchanges the code, then shows the app or the second step. */
+export function oidcLandingScreen ({ navigate, notify, signedIn, session }) {
+  const params = new URLSearchParams(location.hash.split('?')[1] ?? '')
+  const code = params.get('code')
+  const failure = params.get('error')
+  // The code is single use; it should not stay in the address bar or the history either way.
+  history.replaceState(null, '', `${location.pathname}${location.search}#/oidc`)
+  const body = h('div', { class: 'stack' }, h('p', { class: 'loading' }, 'Signing you in…'))
+  const card = h('section', { class: 'auth' },
+    h('div', { class: 'card auth-card' }, h('h1', { tabindex: '-1' }, 'Signing in'), body))
+
+  const giveUp = (message) => {
+    notify(message, 'error')
+    navigate(session.user ? '#/account' : '#/sign-in')
+  }
+
+  async function finish (user) {
+    signedIn(user)
+    navigate('#/tasks')
+  }
+
+  queueMicrotask(async () => {
+    if (!code) {
+      giveUp(CALLBACK_ERRORS[failure] ?? 'Signing in with the identity provider failed. Please try again.')
+      return
+    }
+    try {
+      const answer = await oidcApi.exchange(code)
+      if (answer.mfaRequired) {
+        const step = secondFactorStep({
+          finish: (user) => finish(user),
+          restart: (message) => giveUp(message ?? 'Please sign in again.'),
+        })
+        replaceChildren(body, h('p', { class: 'muted' }, 'Enter the code from your authenticator app.'), step)
+        step.querySelector('input[name="code"]').focus()
+        return
+      }
+      if (answer.linked) {
+        signedIn(answer.user)
+        notify('The identity is linked: you can now sign in with it.')
+        navigate('#/account')
+        return
+      }
+      await finish(answer.user)
+    } catch (error) {
+      giveUp(error.code === 'OIDC_FAILED' ? error.message : friendlyMessage(error))
+    }
+  })
+  return card
+}
+
+/** The account page's card: linked identities, linking another, unlinking, a first password. */
+export function identitiesCard ({ notify }) {
+  const body = h('div', { class: 'stack' }, h('p', { class: 'loading' }, 'Loading…'))
+  const card = h('div', { class: 'card', id: 'identities' }, h('h2', {}, 'Sign-in with identity providers'), body)
+
+  async function load () {
+    try {
+      const [{ items, hasPassword }, { items: providers }] = await Promise.all([oidcApi.identities(), oidcApi.providers()])
+      replaceChildren(body,
+        items.length === 0
+          ? h('p', { class: 'muted' }, 'No identity linked.')
+          : h('ul', { class: 'session-list', 'aria-label': 'Linked identities' }, items.map(identityRow)),
+        providers.map((provider) => h('button', {
+          type: 'button', class: 'button button-secondary', onclick: (event) => link(provider, event.currentTarget),
+        }, `Link ${provider.name}`)),
+        hasPassword ? null : setPasswordForm())
+    } catch (error) {
+      replaceChildren(body, h('p', { class: 'form-error' }, friendlyMessage(error)))
+    }
+  }
+
+  function identityRow (identity) {
+    const remove = h('button', { type: 'button', class: 'button button-quiet' }, 'Unlink')
+    remove.addEventListener('click', async () => {
+      remove.disabled = true
+      try {
+        await oidcApi.unlink(identity.id)
+        notify('Identity unlinked.')
+        load()
+      } catch (error) {
+        remove.disabled = false
+        notify(error.code === 'LAST_SIGN_IN_METHOD' ? 'That is your only way to sign in: set a password first.' : friendlyMessage(error), 'error')
+      }
+    })
+    return h('li', { class: 'session' },
+      h('span', {}, h('strong', {}, identity.provider), identity.email ? ` · ${identity.email}` : '', ` · linked ${formatDate(identity.createdAt)}`),
+      remove)
+  }
+
+  async function link (provider, button) {
+    button.disabled = true
+    try {
+      // Asked with fetch (the session cookie rides along), then a top-level visit to the provider.
+      const { url } = await oidcApi.link(provider.id)
+      location.assign(url)
+    } catch (error) {
+      button.disabled = false
+      notify(friendlyMessage(error), 'error')
+    }
+  }
+
+  function setPasswordForm () {
+    const password = h('input', { name: 'new-password', type: 'password', autocomplete: 'new-password', required: true, minlength: 8, maxlength: 256 })
+    const error = errorBox()
+    const form = h('form', { class: 'stack', 'aria-label': 'Set a password' },
+      h('p', { class: 'muted' }, 'Your account has no password: you sign in with an identity provider. A password is another way in.'),
+      field('New password', password, 'At least 8 characters.'),
+      error,
+      h('div', { class: 'row' }, h('button', { type: 'submit', class: 'button button-primary' }, 'Set password')))
+    form.addEventListener('submit', (event) => {
+      event.preventDefault()
+      showError(error, null)
+      busy(form, async () => {
+        try {
+          await oidcApi.setPassword(password.value)
+          notify('Password set.')
+          load()
+        } catch (failure) {
+          showError(error, friendlyMessage(failure))
+        }
+      })
+    })
+    return form
+  }
+
+  load()
+  return card
+}
