@@ -24,6 +24,7 @@ const accounts: Accounts = {
   'dave-at-idp': { name: 'Dávid Ödön' },
   'eve-at-idp': { preferred_username: 'eve' },
   'frank-at-idp': { preferred_username: 'frank' },
+  'dave-second': { email: 'dave@elsewhere.example' },
 }
 
 const logs = new LogCapture()
@@ -90,7 +91,7 @@ t.test('the providers whose discovery worked are listed; one that is down is lef
   t.same(response.json().items, [{ id: 'test', name: 'Test IdP' }, { id: 'badnonce', name: 'badnonce' }, { id: 'badaud', name: 'badaud' }])
   t.match(logs.text, /identity provider left out: its discovery failed/)
   t.equal((await app.inject({ method: 'GET', url: '/api/auth/oidc/down/start' })).statusCode, 404)
-  t.equal((await app.inject({ method: 'GET', url: '/api/auth/oidc/nope/start' })).json().code, 'OIDC_PROVIDER_NOT_FOUND')
+  t.equal((await app.inject({ method: 'GET', url: '/api/auth/oidc/Nope/start' })).json().code, 'OIDC_PROVIDER_NOT_FOUND')
 })
 
 t.test('the start sends the browser to the provider with PKCE S256, state and nonce, and keeps only a hash of the state', async (t) => {
@@ -313,6 +314,20 @@ t.test('unlinking: only your own identities, never the last way to sign in', asy
   const audits = await app.db.select().from(auditEvents).where(eq(auditEvents.type, 'oidc_unlinked'))
   t.equal(audits.length, 1)
   t.equal((await app.inject({ method: 'GET', url: '/api/auth/oidc/identities' })).statusCode, 401)
+})
+
+t.test('two unlinks at once cannot remove both identities of an account without a password', async (t) => {
+  const dave = await signInWith('test', 'dave-at-idp')
+  const started = await app.inject({ method: 'POST', url: '/api/auth/oidc/test/link', cookies: dave.cookies })
+  const back = await signInAtProvider(started.json().url, 'dave-second', callbackOf('test'))
+  const { code } = await callback(back.pathname + back.search, {})
+  t.equal((await exchange(code!, dave.cookies)).statusCode, 200)
+  const { items } = (await app.inject({ method: 'GET', url: '/api/auth/oidc/identities', cookies: dave.cookies })).json()
+  t.equal(items.length, 2)
+  const answers = await Promise.all(items.map((identity: { id: string }) =>
+    app.inject({ method: 'DELETE', url: `/api/auth/oidc/identities/${identity.id}`, cookies: dave.cookies })))
+  t.same(answers.map((answer) => answer.statusCode).sort(), [204, 409])
+  t.equal((await app.inject({ method: 'GET', url: '/api/auth/oidc/identities', cookies: dave.cookies })).json().items.length, 1, 'one way in is left')
 })
 
 t.test('an account without a password: password sign-in fails like a wrong password, until one is set', async (t) => {
