@@ -2,9 +2,10 @@ import t from 'tap'
 import { eq } from 'drizzle-orm'
 import { sessions, users } from '../src/db/schema.js'
 import {
-  CHROMIUM, hasChromium, launchChromium, newProfile, screenshot, startStack, textOf, watchForPageErrors,
+  CHROMIUM, hasChromium, launchChromium, newProfile, screenshot, signInThroughForm, startStack, textOf, watchForPageErrors,
 } from './helpers/e2e-browser.js'
 import { startOidcProvider } from './helpers/oidc-provider.js'
+import { STRONG_PASSWORD } from './helpers/app.js'
 
 // Run under the shared lock (Chromium): flock /tmp/heavy.lock npx tap test/e2e-oidc.test.ts
 const skip = hasChromium() ? false : `${CHROMIUM} is not installed (apt-get install chromium; .ci/run does it)`
@@ -14,7 +15,10 @@ t.test('sign-in with an identity provider in Chromium, cross-site: frontend on l
   const { app, frontendUrl, apiOrigin } = await startStack(t, {}, async ({ apiPort, frontendPort }) => {
     const apiOrigin = `http://127.0.0.1:${apiPort}`
     const provider = await startOidcProvider(t, {
-      accounts: { zoe: { preferred_username: 'zoe', email: 'zoe@idp.example', name: 'Zoe Example' } },
+      accounts: {
+        zoe: { preferred_username: 'zoe', email: 'zoe@idp.example', name: 'Zoe Example' },
+        'bob-at-idp': { email: 'bob@idp.example' },
+      },
       redirectUris: [`${apiOrigin}/api/auth/oidc/test/callback`],
     })
     providerOrigin = provider.issuer
@@ -68,5 +72,30 @@ t.test('sign-in with an identity provider in Chromium, cross-site: frontend on l
   await page.getByRole('heading', { name: 'Sign in' }).waitFor()
   await page.reload()
   await page.getByRole('heading', { name: 'Sign in' }).waitFor()
-  t.same(problems, [], 'no page errors')
+
+  // Linking from the Account page: a password account, a fresh browser profile (no provider session).
+  t.equal((await app.inject({ method: 'POST', url: '/api/auth/register', payload: { username: 'bob', password: STRONG_PASSWORD } })).statusCode, 201)
+  const bobPage = await (await newProfile(browser)).newPage()
+  const bobProblems = watchForPageErrors(bobPage)
+  await signInThroughForm(bobPage, frontendUrl, 'bob', STRONG_PASSWORD)
+  await bobPage.getByRole('link', { name: 'Account' }).click()
+  await bobPage.locator('#identities').getByRole('button', { name: 'Link Test IdP' }).click()
+  await bobPage.waitForURL((url) => url.origin === providerOrigin)
+  await bobPage.locator('input[name="login"]').fill('bob-at-idp')
+  await bobPage.locator('input[name="password"]').fill('whatever the provider accepts')
+  await bobPage.getByRole('button', { name: /sign-in/i }).click()
+  await bobPage.getByRole('button', { name: 'Continue' }).click()
+  await bobPage.getByText('The identity is linked').waitFor()
+  const bobCard = bobPage.locator('#identities')
+  await bobCard.getByRole('list', { name: 'Linked identities' }).waitFor()
+  t.match(await textOf(bobCard), /bob@idp\.example/, 'the linked identity is listed')
+  t.equal(await bobCard.getByRole('form', { name: 'Set a password' }).count(), 0, 'bob has a password: none offered')
+  await screenshot(bobPage, 'oidc-linked')
+
+  // Signed out, the provider button now signs bob in (the provider remembers him: no form this time).
+  await bobPage.locator('.who').getByRole('button', { name: 'Sign out' }).click()
+  await bobPage.getByRole('link', { name: 'Sign in with Test IdP' }).click()
+  await bobPage.getByRole('heading', { name: 'My tasks' }).waitFor()
+  t.equal(await textOf(bobPage.locator('.who-name strong')), 'bob', 'the linked identity signs bob in')
+  t.same([...problems, ...bobProblems], [], 'no page errors')
 })

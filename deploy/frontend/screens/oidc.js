@@ -102,6 +102,8 @@ export function identitiesCard ({ notify }) {
   async function load () {
     try {
       const [{ items, hasPassword }, { items: providers }] = await Promise.all([oidcApi.identities(), oidcApi.providers()])
+      // A deployment without providers shows nothing of this (unless identities are left from before).
+      card.hidden = items.length === 0 && providers.length === 0 && hasPassword
       replaceChildren(body,
         items.length === 0
           ? h('p', { class: 'muted' }, 'No identity linked.')
