@@ -130,3 +130,23 @@ t.test('the example frontend on a free port, with the keyboard', { skip }, async
 
   t.same(problems, [], 'no script or CSP errors')
 })
+
+t.test('the page tells an origin the API refuses (CORS) from an API that is down', { skip }, async (t) => {
+  // The API allows some other frontend, not this page: its answers are unreadable here.
+  const { app, frontendUrl } = await startStack(t, { corsOrigins: ['https://app.example.com'] })
+  const browser = await launchChromium(t)
+  const page = await (await newProfile(browser)).newPage()
+  const signInFails = async () => {
+    await page.goto(frontendUrl)
+    await page.getByLabel('Username').fill('someone')
+    await page.getByLabel('Password').fill('whatever-password')
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    return textOf(page.getByRole('alert'))
+  }
+
+  t.match(await signInFails(), /up but refuses this page’s address.*CORS_ORIGINS/, 'the API answered: the message names CORS_ORIGINS')
+  await app.close()
+  const down = await signInFails()
+  t.match(down, /Can’t reach the server/, 'the API is gone: a network message')
+  t.notMatch(down, /CORS_ORIGINS/, 'which does not send the user after the wrong setting')
+})
