@@ -317,7 +317,8 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
   // Contract extension: an account made by a provider has no password until its owner sets one.
   app.post('/password/set', {
     preHandler: app.tokenRequired(),
-    config: { rateLimitKind: 'credentials' },
+    // An account made by a provider needs a password before it can turn TOTP on (enrolment asks for it).
+    config: { rateLimitKind: 'credentials', duringEnrolment: true },
     schema: {
       tags: ['auth'],
       summary: 'Set a first password on an account that has none (made by an identity provider)',
