@@ -12,10 +12,13 @@ export const publicUser = {
   role: users.role,
   createdAt: users.createdAt,
   mfa: hasSecondFactor,
+  email: users.email,
+  // The column only ever holds an address proven by its verification link.
+  emailVerified: sql<boolean>`(${users.email} is not null)`,
 }
 
 /** A user as the API shows it: publicUser's columns, and whether a second factor is set up. */
-export interface UserRow { id: string, username: string, role: Role, createdAt: Date, mfa: boolean }
+export interface UserRow { id: string, username: string, role: Role, createdAt: Date, mfa: boolean, email: string | null, emailVerified: boolean }
 
 const UNIQUE_VIOLATION = '23505'
 
