@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import nodemailer, { type Transporter } from 'nodemailer'
-import { claimDueMails, countWaitingMails, markMailFailed, markMailSent, type ClaimedMail } from '../src/db/queries/mail-outbox.js'
+import { claimDueMails, countWaitingMails, markMailFailed, markMailSent, openMail, type ClaimedMail, type SealedMail } from '../src/db/queries/mail-outbox.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -97,9 +97,10 @@ export default fp<MailerOptions>(async (app, options) => {
     app.log.info({ mail: { kind: mail.kind, file, links } }, 'development outbox: mail written (no SMTP_URL)')
   }
 
-  async function sendOne (mail: ClaimedMail): Promise<void> {
+  async function sendOne (mail: SealedMail): Promise<void> {
     try {
-      await deliver(mail)
+      // Opened per row: one that this instance's ENCRYPTION_KEY cannot open fails alone.
+      await deliver(openMail(app.secretBox, mail))
     } catch (error) {
       const giveUp = isPermanent(error) || mail.attempt >= MAX_ATTEMPTS
       const retryIn = Math.min(RETRY_MAX_SECONDS, retryBaseSeconds * 2 ** (mail.attempt - 1))
@@ -123,9 +124,9 @@ export default fp<MailerOptions>(async (app, options) => {
   async function drain (): Promise<void> {
     do {
       wakeAgain = false
-      let claimed: ClaimedMail[]
+      let claimed: SealedMail[]
       do {
-        claimed = await claimDueMails(app.db, app.secretBox, LEASE_SECONDS, BATCH)
+        claimed = await claimDueMails(app.db, LEASE_SECONDS, BATCH)
         // One at a time: a mail server is happier with a steady trickle than a burst.
         for (const mail of claimed) await sendOne(mail)
       } while (claimed.length === BATCH && !closing)

@@ -87,6 +87,12 @@ export class TestSmtpServer {
     await once(this.events, 'held')
   }
 
+  /** Forgets the held messages without accepting them (their sender died mid-send). */
+  dropHeld (): void {
+    this.holding = false
+    this.held.splice(0)
+  }
+
   release (): void {
     this.holding = false
     for (const accept of this.held.splice(0)) accept()
@@ -95,12 +101,23 @@ export class TestSmtpServer {
   /** Waits (bounded) until `count` mails to `to` have arrived; returns them. */
   async waitFor (to: string, count = 1, timeoutMs = 20_000): Promise<ReceivedMail[]> {
     const matching = () => this.received.filter((mail) => mail.to.toLowerCase() === to.toLowerCase())
-    const deadline = Date.now() + timeoutMs
-    while (matching().length < count) {
-      const left = deadline - Date.now()
-      if (left <= 0) throw new Error(`only ${matching().length} of ${count} mails to ${to} arrived within ${timeoutMs} ms`)
-      await Promise.race([once(this.events, 'mail'), new Promise((resolve) => setTimeout(resolve, Math.min(left, 500)))])
-    }
+    if (matching().length >= count) return matching()
+    await new Promise<void>((resolve, reject) => {
+      const onMail = () => {
+        if (matching().length < count) return
+        stop()
+        resolve()
+      }
+      const timer = setTimeout(() => {
+        stop()
+        reject(new Error(`only ${matching().length} of ${count} mails to ${to} arrived within ${timeoutMs} ms`))
+      }, timeoutMs)
+      const stop = () => {
+        clearTimeout(timer)
+        this.events.off('mail', onMail)
+      }
+      this.events.on('mail', onMail)
+    })
     return matching()
   }
 

@@ -18,6 +18,14 @@ export interface ClaimedMail extends OutgoingMail {
   readonly attempt: number
 }
 
+/** A claimed row whose bodies are still sealed: `openMail` opens them (and may fail, for that row alone). */
+export type SealedMail = ClaimedMail
+
+/** The bodies in clear, for the send. Throws when ENCRYPTION_KEY cannot open them. */
+export function openMail (box: SecretBox, mail: SealedMail): ClaimedMail {
+  return { ...mail, text: box.open(mail.text, mail.id), html: box.open(mail.html, mail.id) }
+}
+
 /**
  * Writes a mail to the outbox. Call it with the transaction of the change the mail reports: it is
  * sent only if that change commits, and surely then. The bodies may hold a one-time link, so they
@@ -44,8 +52,8 @@ const isPending = () => and(isNull(mailOutbox.sentAt), isNull(mailOutbox.gaveUpA
  * and given a lease, and the claim commits before anything is sent. A sender that dies leaves a
  * lease that runs out; the row is then due again for any instance.
  */
-export async function claimDueMails (db: Db, box: SecretBox, leaseSeconds: number, limit: number): Promise<ClaimedMail[]> {
-  const rows = await db.transaction(async (tx) => {
+export async function claimDueMails (db: Db, leaseSeconds: number, limit: number): Promise<SealedMail[]> {
+  return db.transaction(async (tx) => {
     const due = await tx.select({ id: mailOutbox.id }).from(mailOutbox)
       .where(and(isPending(), lte(mailOutbox.dueAt, sql`now()`),
         or(isNull(mailOutbox.claimedUntil), lte(mailOutbox.claimedUntil, sql`now()`))))
@@ -61,7 +69,6 @@ export async function claimDueMails (db: Db, box: SecretBox, leaseSeconds: numbe
         kind: mailOutbox.kind, attempt: mailOutbox.attempts,
       })
   })
-  return rows.map((row) => ({ ...row, text: box.open(row.text, row.id), html: box.open(row.html, row.id) }))
 }
 
 /** Sent: the bodies (and any link in them) are erased; the row stays as a record until purged. */
