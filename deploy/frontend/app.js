@@ -6,6 +6,7 @@ import { signInScreen, registerScreen } from './screens/auth.js'
 import { tasksScreen } from './screens/tasks.js'
 import { accountScreen } from './screens/account.js'
 import { usersScreen } from './screens/users.js'
+import { forgotPasswordScreen, resetPasswordScreen, verifyEmailScreen } from './screens/email.js'
 import { maySignedIn, rememberSignedIn } from './session-hint.js'
 
 const header = document.getElementById('app-header')
@@ -21,6 +22,10 @@ const ROUTES = {
   '#/tasks': { screen: tasksScreen, title: 'Tasks', signedIn: true },
   '#/account': { screen: accountScreen, title: 'Account', signedIn: true },
   '#/users': { screen: usersScreen, title: 'Users', signedIn: true, role: 'admin' },
+  '#/forgot-password': { screen: forgotPasswordScreen, title: 'Forgot password', signedIn: false },
+  // Mailed links: they work signed in or out (`anyone`), and carry `?token=…` after the route.
+  '#/reset-password': { screen: resetPasswordScreen, title: 'Reset password', anyone: true },
+  '#/verify-email': { screen: verifyEmailScreen, title: 'Confirm e-mail address', anyone: true },
 }
 
 // A notice survives the one navigation that follows it ("You have signed out" on the sign-in
@@ -95,16 +100,16 @@ function renderHeader () {
 }
 
 function render () {
-  const route = ROUTES[location.hash]
+  const route = ROUTES[location.hash.split('?')[0]]
   if (!route) {
     navigate(session.user ? '#/tasks' : '#/sign-in')
     return
   }
-  if (route.signedIn && !session.user) {
+  if (route.signedIn && !route.anyone && !session.user) {
     navigate('#/sign-in')
     return
   }
-  if (!route.signedIn && session.user) {
+  if (!route.signedIn && !route.anyone && session.user) {
     navigate('#/tasks')
     return
   }

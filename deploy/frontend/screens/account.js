@@ -2,6 +2,7 @@ import { api } from '../api.js'
 import { busy, errorBox, field, formatDate, h, replaceChildren, showError } from '../dom.js'
 import { friendlyMessage } from '../errors.js'
 import { secondFactorCard } from './mfa.js'
+import { emailCard } from './email.js'
 
 /** "Chrome on Linux" from a user-agent string: enough to recognise one's own devices. */
 function describeAgent (userAgent) {
@@ -118,6 +119,7 @@ export function accountScreen ({ session, notify, signedIn, signedOut }) {
         h('dt', {}, 'Role'), h('dd', {}, session.user.role === 'admin' ? 'Administrator' : 'User'),
         h('dt', {}, 'Member since'), h('dd', {}, formatDate(session.user.createdAt)),
         h('dt', {}, 'Two-step sign-in'), h('dd', { class: 'mfa-summary' }, session.user.mfa ? 'On' : 'Off'))),
+    emailCard({ session, notify }),
     secondFactorCard({
       notify,
       refreshUser: async () => {
