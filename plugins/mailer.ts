@@ -120,6 +120,11 @@ export default fp<MailerOptions>(async (app, options) => {
   let running: Promise<void> | undefined
   let wakeAgain = false
   let closing = false
+  // Read through functions: the flags change while a round awaits, which a loop condition cannot see.
+  const isOpen = () => !closing
+  async function settled (): Promise<void> {
+    for (let round = running; round !== undefined; round = running) await round
+  }
 
   async function drain (): Promise<void> {
     do {
@@ -129,8 +134,8 @@ export default fp<MailerOptions>(async (app, options) => {
         claimed = await claimDueMails(app.db, LEASE_SECONDS, BATCH)
         // One at a time: a mail server is happier with a steady trickle than a burst.
         for (const mail of claimed) await sendOne(mail)
-      } while (claimed.length === BATCH && !closing)
-    } while (wakeAgain && !closing)
+      } while (claimed.length === BATCH && isOpen())
+    } while (wakeAgain && isOpen())
   }
 
   function wake (): void {
@@ -151,9 +156,7 @@ export default fp<MailerOptions>(async (app, options) => {
 
   app.decorate('mailer', {
     wake,
-    async idle () {
-      while (running !== undefined) await running
-    },
+    idle: settled,
   } satisfies Mailer)
 
   // After the answer is sent the handler's transaction has committed: the new mail is there to claim.
@@ -165,7 +168,7 @@ export default fp<MailerOptions>(async (app, options) => {
   app.addHook('onClose', async () => {
     closing = true
     clearInterval(poll)
-    while (running !== undefined) await running
+    await settled()
     transport.close()
   })
 }, { name: 'mailer', dependencies: ['config', 'db', 'auth', 'metrics'] })

@@ -9,8 +9,11 @@ import { buildTestApp, LogCapture, openTestDatabase, STRONG_PASSWORD, testConfig
 
 const STRONG = 'x'.repeat(48)
 const PRODUCTION = {
-  NODE_ENV: 'production', JWT_SECRET: STRONG, ENCRYPTION_KEY: STRONG,
-  CORS_ORIGINS: 'https://app.example.com', PUBLIC_ORIGIN: 'https://api.example.com',
+  NODE_ENV: 'production',
+  JWT_SECRET: STRONG,
+  ENCRYPTION_KEY: STRONG,
+  CORS_ORIGINS: 'https://app.example.com',
+  PUBLIC_ORIGIN: 'https://api.example.com',
 }
 
 function refusal (env: Record<string, string>): string | undefined {

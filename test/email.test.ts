@@ -187,7 +187,7 @@ t.test('a reset never skips the second factor', async (t) => {
   const without = await post('/api/auth/password/reset', { token, newPassword })
   t.equal(without.statusCode, 401)
   t.equal(without.json().code, 'MFA_INVALID', 'no code: refused')
-  const wrong = await post('/api/auth/password/reset', { token, newPassword, code: '000000' === totpCode(secret) ? '111111' : '000000' })
+  const wrong = await post('/api/auth/password/reset', { token, newPassword, code: totpCode(secret) === '000000' ? '111111' : '000000' })
   t.equal(wrong.json().code, 'MFA_INVALID', 'a wrong code: refused')
   await roomInStep()
   const right = await post('/api/auth/password/reset', { token, newPassword, code: totpCode(secret) })

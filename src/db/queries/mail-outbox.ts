@@ -65,8 +65,13 @@ export async function claimDueMails (db: Db, leaseSeconds: number, limit: number
       .set({ claimedUntil: sql`now() + make_interval(secs => ${leaseSeconds})`, attempts: sql`${mailOutbox.attempts} + 1` })
       .where(inArray(mailOutbox.id, due.map((row) => row.id)))
       .returning({
-        id: mailOutbox.id, to: mailOutbox.to, subject: mailOutbox.subject, text: mailOutbox.text, html: mailOutbox.html,
-        kind: mailOutbox.kind, attempt: mailOutbox.attempts,
+        id: mailOutbox.id,
+        to: mailOutbox.to,
+        subject: mailOutbox.subject,
+        text: mailOutbox.text,
+        html: mailOutbox.html,
+        kind: mailOutbox.kind,
+        attempt: mailOutbox.attempts,
       })
   })
 }
