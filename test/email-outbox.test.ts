@@ -6,6 +6,7 @@ import { eq, isNull, sql } from 'drizzle-orm'
 import { buildApp } from '../src/app.js'
 import { openDatabase } from '../src/db/client.js'
 import { enqueueMail } from '../src/db/queries/mail-outbox.js'
+import { purgeEndedRows } from '../src/db/queries/purge.js'
 import { mailOutbox } from '../src/db/schema.js'
 import { freshDatabaseUrl, STRONG_PASSWORD, testConfig, uniqueName } from './helpers/app.js'
 import { HttpClient } from './helpers/http-client.js'
@@ -115,4 +116,21 @@ t.test('SIGKILL while a mail is being sent: it goes out after the restart', asyn
   second.child.kill('SIGTERM')
   t.equal((await second.exited).code, 0, 'a clean stop with the sender running')
   t.equal(receivedBy(email), 1, 'exactly once')
+})
+
+t.test('the purge removes outbox rows sent more than a day ago, and keeps the rest', async (t) => {
+  const db = database.db
+  const app = await instance()
+  await app.close()
+  // Queued with no sender running, so it is still waiting at the purge.
+  const waiting = 'purge-waiting@example.test'
+  await enqueueMail(db, app.secretBox, { to: waiting, subject: 'waiting', text: 'text', html: '<p>html</p>', kind: 'test' })
+  const sent = await db.select({ id: mailOutbox.id }).from(mailOutbox).where(sql`${mailOutbox.sentAt} is not null`)
+  t.ok(sent.length > 0)
+  await db.update(mailOutbox).set({ sentAt: sql`now() - interval '2 days'` }).where(sql`${mailOutbox.sentAt} is not null`)
+  const result = await purgeEndedRows(db)
+  t.equal(result?.mails, sent.length)
+  const left = await db.select({ to: mailOutbox.to }).from(mailOutbox)
+  t.ok(left.some((row) => row.to === waiting), 'an unsent mail stays')
+  t.notOk(left.some((row) => row.to.startsWith('pair')), 'the long-sent ones are gone')
 })
