@@ -1,9 +1,7 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { TransactionRollbackError } from 'drizzle-orm'
 import { accountKeyOfUser } from '../plugins/account-limit.js'
 import type { Db } from '../src/db/client.js'
-import { recordAuditEvent } from '../src/db/queries/audit.js'
 import { findEmailOf, findUserByVerifiedEmail, setVerifiedEmail } from '../src/db/queries/email.js'
 import { findTotp } from '../src/db/queries/mfa.js'
 import { consumeSecret, findLiveSecret, issueSecret, recordFailedAttempt, voidSecrets } from '../src/db/queries/one-time-secrets.js'
@@ -50,14 +48,29 @@ export async function requestEmailVerification (tx: Db, app: FastifyInstance, re
   await request.audit(tx, 'email_change_requested', { userId: user.id, actorId: user.id })
 }
 
-// Audit rows the decoy path writes and throws away: nothing reaches the log for them.
-const quietLog = { info () {} }
-
 /**
  * E-mail routes (API.md, "E-mail: verification, recovery, notifications"). Registered only when the
  * server can send mail (SMTP_URL, or the development outbox): otherwise they do not exist (404).
  */
 const emailRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  /** Reset requests still being worked on after their answer went out. */
+  const afterAnswer = new Set<Promise<void>>()
+  app.addHook('onClose', async () => { await Promise.all(afterAnswer) })
+
+  /** A reset link to the account whose verified address this is, if any; nothing kept or sent otherwise. */
+  async function sendResetLink (request: FastifyRequest, email: string): Promise<void> {
+    const user = await findUserByVerifiedEmail(app.db, email)
+    if (user === undefined) return
+    await app.db.transaction(async (tx) => {
+      const token = await issueSecret(tx, { kind: 'password_reset', userId: user.id, ttlSeconds: RESET_TTL_SECONDS, supersede: true })
+      const link = `${app.config.appUrl}/#/reset-password?token=${token}`
+      await queueMail(tx, app, request, email, 'password_reset', passwordResetMail(mailContext(app, request, user.username), link))
+      await request.audit(tx, 'password_reset_requested', { userId: user.id, actorId: null })
+    })
+    // The answer is already out: no onResponse left to wake the sender.
+    app.mailer.wake()
+  }
+
   app.post('/email', {
     preHandler: app.tokenRequired(),
     config: { rateLimitKind: 'credentials' },
@@ -132,25 +145,16 @@ const emailRoutes: FastifyPluginAsyncTypebox = async (app) => {
       reply.header('retry-after', String(seconds))
       throw new RateLimited(`${seconds} seconds`)
     }
-    // The same statements whether or not the address is known: for an unknown one they run on a
-    // stand-in and roll back, so the answer takes as long and nothing is kept or sent.
-    try {
-      await app.db.transaction(async (tx) => {
-        const user = await findUserByVerifiedEmail(tx, email)
-        const token = await issueSecret(tx, {
-          kind: 'password_reset', userId: user?.id ?? null, ttlSeconds: RESET_TTL_SECONDS, supersede: user !== undefined,
-        })
-        const link = `${app.config.appUrl}/#/reset-password?token=${token}`
-        await queueMail(tx, app, request, email, 'password_reset', passwordResetMail(mailContext(app, request, user?.username ?? 'there'), link))
-        if (user === undefined) {
-          await recordAuditEvent(tx, quietLog, { type: 'password_reset_requested', ip: request.ip })
-          tx.rollback()
-        }
-        await request.audit(tx, 'password_reset_requested', { userId: user!.id, actorId: null })
-      })
-    } catch (error) {
-      if (!(error instanceof TransactionRollbackError)) throw error
-    }
+    // The answer goes out before the address is even looked up, so its timing cannot tell a known
+    // address from an unknown one (measured: with the lookup and the transaction before the answer,
+    // a known address took ~7 ms more at the median, a commit against a rollback). The work follows
+    // once the answer is sent; the app waits for it on close.
+    reply.raw.once('finish', () => {
+      const work = sendResetLink(request, email)
+        .catch((error: unknown) => { request.log.warn({ err: error }, 'password-reset request failed after the answer; the user may ask again') })
+        .finally(() => afterAnswer.delete(work))
+      afterAnswer.add(work)
+    })
     return reply.code(202).send({})
   })
 

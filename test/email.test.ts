@@ -131,7 +131,7 @@ t.test('forgot answers the same for an unknown, an unverified and a known addres
   t.equal(mailsTo(unknown).length, 0, 'nothing to an unknown address')
   t.equal(mailsTo(unverified).length, 1, 'nothing more to an unverified one than its verification link')
   const kept = await app.db.select({ id: mailOutbox.id }).from(mailOutbox).where(eq(mailOutbox.to, unknown))
-  t.equal(kept.length, 0, 'the stand-in work for an unknown address leaves no row')
+  t.equal(kept.length, 0, 'nothing is kept for an unknown address')
 })
 
 t.test('a reset link sets a new password and ends every session; it works once', async (t) => {
