@@ -2,7 +2,7 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { accountKeyOfUser } from '../plugins/account-limit.js'
 import type { Db } from '../src/db/client.js'
-import { findEmailOf, findUserByVerifiedEmail, setVerifiedEmail } from '../src/db/queries/email.js'
+import { findEmailOf, findUserByVerifiedEmail, lockUser, setVerifiedEmail } from '../src/db/queries/email.js'
 import { findTotp } from '../src/db/queries/mfa.js'
 import { consumeSecret, findLiveSecret, issueSecret, recordFailedAttempt, voidSecrets } from '../src/db/queries/one-time-secrets.js'
 import { revokeAllSessions } from '../src/db/queries/sessions.js'
@@ -38,6 +38,7 @@ export async function requestEmailVerification (tx: Db, app: FastifyInstance, re
   if (owner !== undefined && owner.id !== user.id) {
     await queueMail(tx, app, request, email, 'email_in_use', notificationMail('email_in_use', mailContext(app, request, owner.username)))
   } else {
+    await lockUser(tx, user.id)
     // The address waits in the secret, not on the account: it is the user's only once proven.
     const token = await issueSecret(tx, {
       kind: 'email_verification', userId: user.id, ttlSeconds: VERIFICATION_TTL_SECONDS, data: { email }, supersede: true,
@@ -62,6 +63,7 @@ const emailRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const user = await findUserByVerifiedEmail(app.db, email)
     if (user === undefined) return
     await app.db.transaction(async (tx) => {
+      if (!await lockUser(tx, user.id)) return
       const token = await issueSecret(tx, { kind: 'password_reset', userId: user.id, ttlSeconds: RESET_TTL_SECONDS, supersede: true })
       const link = `${app.config.appUrl}/#/reset-password?token=${token}`
       await queueMail(tx, app, request, email, 'password_reset', passwordResetMail(mailContext(app, request, user.username), link))

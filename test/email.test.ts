@@ -164,8 +164,9 @@ t.test('a reset link sets a new password and ends every session; it works once',
 t.test('superseded and expired reset links are refused', async (t) => {
   const user = await userWithAddress()
   await post('/api/auth/password/forgot', { email: user.email })
+  const [older] = (await smtp.waitFor(user.email, 2)).slice(1)
   await post('/api/auth/password/forgot', { email: user.email })
-  const [older, newer] = (await smtp.waitFor(user.email, 3)).slice(1)
+  const [newer] = (await smtp.waitFor(user.email, 3)).slice(2)
   const newPassword = 'another-Lantern-77-river'
   const superseded = await post('/api/auth/password/reset', { token: tokenIn(older!), newPassword })
   t.equal(superseded.json().code, 'RESET_TOKEN_INVALID')
@@ -242,4 +243,13 @@ t.test('the user JSON has email and emailVerified', async (t) => {
   const user = await userWithAddress()
   const [row] = await app.db.select({ email: users.email }).from(users).where(eq(users.id, user.id))
   t.equal(row?.email, user.email)
+})
+
+t.test('two forgot requests at once leave one live link: the newer voids the older', async (t) => {
+  const user = await userWithAddress()
+  await Promise.all([post('/api/auth/password/forgot', { email: user.email }), post('/api/auth/password/forgot', { email: user.email })])
+  await smtp.waitFor(user.email, 3)
+  const live = await app.db.select({ hash: oneTimeSecrets.secretHash }).from(oneTimeSecrets)
+    .where(and(eq(oneTimeSecrets.userId, user.id), eq(oneTimeSecrets.kind, 'password_reset'), sql`${oneTimeSecrets.usedAt} is null`))
+  t.equal(live.length, 1)
 })

@@ -12,6 +12,15 @@ export async function findUserByVerifiedEmail (db: Db, email: string) {
   return user
 }
 
+/**
+ * Locks the user's row for the rest of the transaction: two requests issuing the same kind of link
+ * for one user take turns, so the second's "newer voids older" sees the first's link.
+ */
+export async function lockUser (tx: Db, userId: string): Promise<boolean> {
+  const rows = await tx.select({ id: users.id }).from(users).where(eq(users.id, userId)).for('update')
+  return rows.length > 0
+}
+
 export async function findEmailOf (db: Db, userId: string) {
   const [user] = await db.select({ username: users.username, email: users.email }).from(users).where(eq(users.id, userId))
   return user
