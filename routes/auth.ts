@@ -120,6 +120,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.post('/refresh', {
+    config: { duringEnrolment: true },
     schema: {
       tags: ['auth'],
       summary: 'Rotate the refresh cookie and issue a new access cookie',
@@ -167,6 +168,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.post('/logout', {
+    config: { duringEnrolment: true },
     preHandler: app.tokenRequired(),
     schema: {
       tags: ['auth'],
@@ -239,6 +241,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/me', {
+    config: { duringEnrolment: true },
     preHandler: app.tokenRequired(),
     schema: { tags: ['auth'], summary: 'The signed-in user', security: signedIn, response: { 200: UserEnvelope } },
   }, async (request) => {
