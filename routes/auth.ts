@@ -4,12 +4,14 @@ import { accountKeyOfName, accountKeyOfUser } from '../plugins/account-limit.js'
 import { listActiveSessions, revokeAllSessions, revokeSession, rotateRefreshToken } from '../src/db/queries/sessions.js'
 import { createUser, findUserWithHashById, findUserWithHashByName, setPasswordHash, type UserRow } from '../src/db/queries/users.js'
 import {
-  BadCredentials, CommonPassword, RefreshInvalid, RefreshReused, SamePassword, SessionNotFound, WrongPassword,
+  BadCredentials, CommonPassword, EmailDisabled, RefreshInvalid, RefreshReused, SamePassword, SessionNotFound, WrongPassword,
 } from '../src/errors.js'
 import { hashPassword, isCommonPassword, PASSWORD_MAX_LENGTH, spendDecoyVerification, verifyPassword } from '../src/passwords.js'
-import { BearerAnswer, Credentials, DateTime, failures, IdParams, MfaChallengeSchema, NoContent, Password, refreshCookie, settingCookies, signedIn, UserEnvelope } from '../src/schemas.js'
+import { BearerAnswer, Credentials, DateTime, Registration, failures, IdParams, MfaChallengeSchema, NoContent, Password, refreshCookie, settingCookies, signedIn, UserEnvelope } from '../src/schemas.js'
 import { SIGN_IN_METHODS } from '../src/db/schema.js'
 import { afterPassword } from '../src/sign-in.js'
+import { queueNotification } from '../src/mail/notify.js'
+import { requestEmailVerification } from './email.js'
 
 // How the OpenAPI document names the cookies that sign-in sets and sign-out clears.
 const SIGNED_IN_COOKIES = 'the access cookie (`__Host-access_token`) and the refresh cookie (`__Secure-refresh_token`; both without the prefix when COOKIE_SECURE=false), HttpOnly'
@@ -24,8 +26,8 @@ const Session = Type.Object({
   method: Type.Union(SIGN_IN_METHODS.map((method) => Type.Literal(method)), { description: 'how the session was established' }),
 })
 
-function publicFields ({ id, username, role, createdAt, mfa, totpOn }: UserRow & { totpOn: boolean }): UserRow & { totpOn: boolean } {
-  return { id, username, role, createdAt, mfa, totpOn }
+function publicFields ({ id, username, role, createdAt, mfa, email, emailVerified, totpOn }: UserRow & { totpOn: boolean }): UserRow & { totpOn: boolean } {
+  return { id, username, role, createdAt, mfa, email, emailVerified, totpOn }
 }
 
 const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -59,7 +61,8 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['auth'],
       summary: 'Create an account (role user)',
-      body: Credentials,
+      description: 'With `email`, a verification link goes to that address (the account has no address until it is used).',
+      body: Registration,
       response: {
         201: UserEnvelope,
         ...failures({
@@ -69,12 +72,14 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
   }, async (request, reply) => {
-    const { username, password } = request.body
+    const { username, password, email } = request.body
+    if (email !== undefined && !config.mailEnabled) throw new EmailDisabled()
     if (isCommonPassword(password)) throw new CommonPassword()
     const passwordHash = await hashPassword(password)
     const user = await app.db.transaction(async (tx) => {
       const created = await createUser(tx, { username, passwordHash })
       await request.audit(tx, 'register', { userId: created.id, actorId: created.id })
+      if (email !== undefined) await requestEmailVerification(tx, app, request, created, email)
       return created
     })
     return reply.code(201).send({ user })
@@ -282,6 +287,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
       await setPasswordHash(tx, id, passwordHash)
       const revoked = await revokeAllSessions(tx, id, sessionId)
       await request.audit(tx, 'password_changed', { userId: id, actorId: id, detail: { revokedSessions: revoked } })
+      await queueNotification(tx, app, id, 'password_changed', request)
     })
     return reply.code(204).send(null)
   })

@@ -16,6 +16,7 @@ import {
   hashRecoveryCode, newRecoveryCodes, newTotpSecret, otpauthUrl, TOTP_CODE_PATTERN, verifyTotpCode, verifyTotpOrRecoveryCode,
   type SecondFactorUsed,
 } from '../src/second-factor.js'
+import { queueNotification } from '../src/mail/notify.js'
 import { MFA_PENDING_MAX_ATTEMPTS, startSession, type SignInClient } from '../src/sign-in.js'
 
 const TotpCode = Type.String({ pattern: TOTP_CODE_PATTERN, description: '6 digits from the authenticator app' })
@@ -50,7 +51,10 @@ const mfaRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   async function recordRecoveryCodeUse (request: FastifyRequest, userId: string) {
     const left = await countRecoveryCodesLeft(app.db, userId)
-    await request.audit(app.db, 'recovery_code_used', { userId, actorId: userId, detail: { left } })
+    await app.db.transaction(async (tx) => {
+      await request.audit(tx, 'recovery_code_used', { userId, actorId: userId, detail: { left } })
+      await queueNotification(tx, app, userId, 'recovery_code_used', request)
+    })
   }
 
   /** The current password, then a TOTP or recovery code: what turning TOTP off or new codes need. */
@@ -135,6 +139,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (!await enableTotp(tx, id)) throw new NothingToConfirm()
       await replaceRecoveryCodes(tx, id, recoveryCodes.map(hashRecoveryCode))
       await request.audit(tx, 'mfa_enabled', { userId: id, actorId: id, detail: { method: 'totp' } })
+      await queueNotification(tx, app, id, 'mfa_enabled', request)
     })
     return { recoveryCodes }
   })
@@ -155,6 +160,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox = async (app) => {
     await app.db.transaction(async (tx) => {
       await disableTotp(tx, id)
       await request.audit(tx, 'mfa_disabled', { userId: id, actorId: id, detail: { method: 'totp', with: used } })
+      await queueNotification(tx, app, id, 'mfa_disabled', request)
     })
     return reply.code(204).send(null)
   })
@@ -176,6 +182,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox = async (app) => {
     await app.db.transaction(async (tx) => {
       await replaceRecoveryCodes(tx, id, recoveryCodes.map(hashRecoveryCode))
       await request.audit(tx, 'recovery_codes_regenerated', { userId: id, actorId: id })
+      await queueNotification(tx, app, id, 'recovery_codes_regenerated', request)
     })
     return { recoveryCodes }
   })

@@ -18,15 +18,18 @@ import auditPlugin from '../plugins/audit.js'
 import authPlugin from '../plugins/auth.js'
 import accountLimitPlugin from '../plugins/account-limit.js'
 import docsPlugin from '../plugins/docs.js'
+import mailerPlugin from '../plugins/mailer.js'
 import oidcPlugin from '../plugins/oidc.js'
 import authRoutes from '../routes/auth.js'
 import mfaRoutes from '../routes/mfa.js'
+import emailRoutes from '../routes/email.js'
 import oidcRoutes from '../routes/oidc.js'
 import healthRoutes from '../routes/health.js'
 import tasksRoutes from '../routes/tasks.js'
 import usersRoutes from '../routes/users.js'
 import auditRoutes from '../routes/audit.js'
 import metricsRoutes from '../routes/metrics.js'
+import type { MailerOptions } from '../plugins/mailer.js'
 import type { Config } from './config.js'
 import { validationError } from './validation-messages.js'
 import { loggableUrl } from './log-urls.js'
@@ -49,6 +52,8 @@ export interface BuildAppOptions {
   pressure?: PressureOptions
   /** Human-readable log lines (pino-pretty) instead of JSON: server.ts asks for them in development on a terminal. */
   prettyLogs?: boolean
+  /** The mail sender's timing (tests shorten it). */
+  mail?: MailerOptions
 }
 
 // What never reaches a log line: credentials in headers, cookies set, and any password in a body.
@@ -57,6 +62,8 @@ const LOG_REDACTIONS = [
   '*.password', '*.currentPassword', '*.newPassword', '*.passwordHash', '*.access_token',
   // Not `*.code`: that would hide error codes (err.code) from every log line.
   '*.recoveryCode', '*.recoveryCodes', '*.mfa_token', '*.secret', '*.otpauthUrl', '*.totpSecret',
+  // A mailed link's token, and addresses: neither belongs in a log line.
+  '*.token', '*.email',
 ]
 
 function newAjv (options: AjvOptions): Ajv {
@@ -71,7 +78,7 @@ function newAjv (options: AjvOptions): Ajv {
  * CORS before anything can refuse a preflight, CSRF before any body is read, rate limits before any
  * password is hashed. Never listens: that is server.ts's job.
  */
-export async function buildApp ({ config, database, fastify = {}, pressure = {}, logStream, logLevel, prettyLogs = false }: BuildAppOptions): Promise<FastifyInstance> {
+export async function buildApp ({ config, database, fastify = {}, pressure = {}, logStream, logLevel, prettyLogs = false, mail = {} }: BuildAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     logger: {
       level: logLevel ?? config.logLevel,
@@ -133,11 +140,14 @@ export async function buildApp ({ config, database, fastify = {}, pressure = {},
   await app.register(authPlugin)
   await app.register(accountLimitPlugin)
   await app.register(docsPlugin)
+  await app.register(mailerPlugin, mail)
 
   await app.register(healthRoutes, { prefix: '/api/health' })
   await app.register(authRoutes, { prefix: '/api/auth' })
   await app.register(mfaRoutes, { prefix: '/api/auth' })
   await app.register(oidcRoutes, { prefix: '/api/auth' })
+  // Without a way to send mail (production without SMTP_URL) the e-mail routes do not exist.
+  if (config.mailEnabled) await app.register(emailRoutes, { prefix: '/api/auth' })
   await app.register(tasksRoutes, { prefix: '/api/tasks' })
   await app.register(usersRoutes, { prefix: '/api/users' })
   await app.register(auditRoutes, { prefix: '/api/audit' })

@@ -60,6 +60,15 @@ export interface Config {
   readonly mfaRequiredRoles: readonly Role[]
   /** The frontend's base URL (APP_URL, no trailing slash): e-mailed links and the identity-provider landing point there. */
   readonly appUrl: string
+  /** SMTP_URL (`smtp://user:pass@host:587`, `smtps://…`); absent: mails go to DATA_DIR/outbox (development only). */
+  readonly smtpUrl: string | undefined
+  /** MAIL_FROM: the sender of every mail (`Name <address>` or a bare address). */
+  readonly mailFrom: string
+  /**
+   * Whether the e-mail features exist: with SMTP_URL, or outside production (the dev outbox). In
+   * production without SMTP_URL they are off (their routes answer 404) rather than mail nowhere.
+   */
+  readonly mailEnabled: boolean
   /** Identity providers (OIDC_PROVIDERS), in the order given: the sign-in page shows them so. */
   readonly oidcProviders: readonly OidcProviderSettings[]
 }
@@ -188,6 +197,35 @@ function readAppUrl (env: Env, isProduction: boolean, frontendPort: number, cors
   }
   if (isProduction && parsed.protocol !== 'https:') throw new ConfigError('APP_URL', `has "${raw}": only https is allowed when NODE_ENV=production`)
   return parsed.href.replace(/\/+$/, '')
+}
+
+function readSmtpUrl (env: Env): string | undefined {
+  const raw = env.SMTP_URL?.trim()
+  if (raw === undefined || raw === '') return undefined
+  let parsed: URL
+  try {
+    parsed = new URL(raw)
+  } catch {
+    throw new ConfigError('SMTP_URL', 'is not a URL like smtp://user:pass@mail.example.com:587 or smtps://…:465')
+  }
+  if (parsed.protocol !== 'smtp:' && parsed.protocol !== 'smtps:') throw new ConfigError('SMTP_URL', `must start with smtp:// or smtps://, got ${parsed.protocol}//`)
+  if (parsed.hostname === '') throw new ConfigError('SMTP_URL', 'names no host')
+  return raw
+}
+
+// A display name and an address in angle brackets, or a bare address; no line breaks (a header
+// injection) and nothing nodemailer would have to guess about.
+const MAIL_FROM_PATTERN = /^(?:[^<>\r\n]*<[^<>@\s]+@[^<>@\s]+>|[^<>@\s]+@[^<>@\s]+)$/
+
+function readMailFrom (env: Env, isProduction: boolean, smtpUrl: string | undefined): string {
+  const raw = env.MAIL_FROM?.trim()
+  if (raw === undefined || raw === '') {
+    // A real mail server needs a sender of the site's own domain (SPF, DKIM): no guessing it.
+    if (isProduction && smtpUrl !== undefined) throw new ConfigError('MAIL_FROM', 'must be set with SMTP_URL when NODE_ENV=production (e.g. "Tasks <no-reply@example.com>")')
+    return 'cookie-auth-api <no-reply@localhost>'
+  }
+  if (!MAIL_FROM_PATTERN.test(raw)) throw new ConfigError('MAIL_FROM', `has "${raw}", which is not an address like no-reply@example.com or "Tasks <no-reply@example.com>"`)
+  return raw
 }
 
 function readSameSite (env: Env, cookieSecure: boolean): Config['cookieSameSite'] {
@@ -389,7 +427,7 @@ export function loadConfig (env: Env = process.env): Config {
   const port = readInteger(env, 'PORT', 8086, 0, 65_535)
   const frontendPort = readInteger(env, 'FRONTEND_PORT', 4100, 0, 65_535)
 
-  const config: Omit<Config, 'appUrl'> = {
+  const config: Omit<Config, 'appUrl' | 'smtpUrl' | 'mailFrom' | 'mailEnabled'> = {
     isProduction,
     port,
     host: env.HOST || '127.0.0.1',
@@ -433,5 +471,12 @@ export function loadConfig (env: Env = process.env): Config {
     mfaRequiredRoles: readRoles(env, 'MFA_REQUIRED_ROLES'),
     oidcProviders: readOidcProviders(env, isProduction),
   }
-  return Object.freeze({ ...config, appUrl: readAppUrl(env, isProduction, frontendPort, config.corsOrigins) })
+  const smtpUrl = readSmtpUrl(env)
+  return Object.freeze({
+    ...config,
+    appUrl: readAppUrl(env, isProduction, frontendPort, config.corsOrigins),
+    smtpUrl,
+    mailFrom: readMailFrom(env, isProduction, smtpUrl),
+    mailEnabled: smtpUrl !== undefined || !isProduction,
+  })
 }

@@ -75,3 +75,7 @@ export const RateLimited = createError('RATE_LIMITED', 'Too many requests; try a
 export const Overloaded = createError('OVERLOADED', 'The server is overloaded; try again shortly', 503)
 
 export const MetricsTokenInvalid = createError('METRICS_TOKEN_INVALID', 'A valid metrics token is required', 401)
+
+export const EmailTokenInvalid = createError('EMAIL_TOKEN_INVALID', 'This confirmation link is not valid: it expired, was already used, or a newer one was sent', 401)
+export const ResetTokenInvalid = createError('RESET_TOKEN_INVALID', 'This reset link is not valid: it expired, was already used, or a newer one was sent', 401)
+export const EmailDisabled = createError('EMAIL_DISABLED', 'This server sends no mail, so an account cannot have an e-mail address here', 400)

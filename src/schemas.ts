@@ -44,6 +44,15 @@ export const IdParams = Type.Object({ id: Uuid }, { additionalProperties: false 
 
 export const Credentials = Type.Object({ username: Username, password: Password }, { additionalProperties: false })
 
+/** An address as a mail server takes it (RFC 5321 caps a path at 254 characters); compared without regard to case. */
+export const EmailAddress = Type.String({ format: 'email', minLength: 3, maxLength: 254, description: 'an e-mail address' })
+
+export const Registration = Type.Object({
+  username: Username,
+  password: Password,
+  email: Type.Optional(EmailAddress),
+}, { additionalProperties: false })
+
 /** Paging query shared by every list: an opaque cursor from the previous page's `nextCursor`. */
 export const PageQuery = {
   limit: Type.Integer({ minimum: 1, maximum: 100, default: 20 }),
@@ -56,6 +65,8 @@ export const UserSchema = Type.Object({
   role: RoleSchema,
   createdAt: DateTime,
   mfa: Type.Boolean({ description: 'a second factor (TOTP, or a passkey) is set up' }),
+  email: Type.Union([Type.String({ format: 'email' }), Type.Null()], { description: 'the verified address, or null' }),
+  emailVerified: Type.Boolean({ description: 'the account has a verified address' }),
 })
 
 export const UserEnvelope = Type.Object({ user: UserSchema })

@@ -12,7 +12,7 @@ t.test('signing in sets both cookies with the contract attributes and answers {u
   const { username, id } = await signIn(app)
   const response = await login({ username, password: STRONG_PASSWORD }, { 'user-agent': 'tap-test' })
   t.equal(response.statusCode, 200)
-  t.same(response.json().user, { id, username, role: 'user', createdAt: response.json().user.createdAt, mfa: false })
+  t.same(response.json().user, { id, username, role: 'user', createdAt: response.json().user.createdAt, mfa: false, email: null, emailVerified: false })
   const header = response.headers['set-cookie'] as string[]
   const access = header.find((line) => line.startsWith('__Host-access_token='))!
   const refresh = header.find((line) => line.startsWith('__Secure-refresh_token='))!

@@ -12,7 +12,7 @@ t.test('registering creates a user with role user and answers 201 {user}', async
   t.equal(response.statusCode, 201)
   const { user } = response.json()
   t.match(user, { id: /^[0-9a-f-]{36}$/, username: 'Alice_1', role: 'user', createdAt: String })
-  t.same(Object.keys(user).sort(), ['createdAt', 'id', 'mfa', 'role', 'username'], 'nothing but the public fields')
+  t.same(Object.keys(user).sort(), ['createdAt', 'email', 'emailVerified', 'id', 'mfa', 'role', 'username'], 'nothing but the public fields')
   const [row] = await app.db.select().from(users).where(eq(users.id, user.id))
   t.match(row!.passwordHash, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/, 'argon2id with OWASP parameters')
   t.notOk(response.body.includes('argon2'), 'the hash never leaves the server')

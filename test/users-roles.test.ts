@@ -147,7 +147,7 @@ t.test('users are listed newest first in keyset pages, without hashes', async (t
     const url: string = `/api/users?limit=3${cursor === null ? '' : `&cursor=${cursor}`}`
     const page = (await as(admin, 'GET', url)).json()
     for (const user of page.items) {
-      t.same(Object.keys(user).sort(), ['createdAt', 'id', 'mfa', 'role', 'username'])
+      t.same(Object.keys(user).sort(), ['createdAt', 'email', 'emailVerified', 'id', 'mfa', 'role', 'username'])
       seen.push(user.id)
     }
     cursor = page.nextCursor

@@ -7,6 +7,7 @@ import { tasksScreen } from './screens/tasks.js'
 import { accountScreen } from './screens/account.js'
 import { usersScreen } from './screens/users.js'
 import { oidcLandingScreen } from './screens/oidc.js'
+import { forgotPasswordScreen, resetPasswordScreen, verifyEmailScreen } from './screens/email.js'
 import { maySignedIn, rememberSignedIn } from './session-hint.js'
 
 const header = document.getElementById('app-header')
@@ -24,6 +25,10 @@ const ROUTES = {
   '#/users': { screen: usersScreen, title: 'Users', signedIn: true, role: 'admin' },
   // Signed in or not: a sign-in lands here, and so does linking an identity to a signed-in account.
   '#/oidc': { screen: oidcLandingScreen, title: 'Signing in' },
+  '#/forgot-password': { screen: forgotPasswordScreen, title: 'Forgot password', signedIn: false },
+  // Mailed links: they work signed in or out (`anyone`), and carry `?token=…` after the route.
+  '#/reset-password': { screen: resetPasswordScreen, title: 'Reset password', anyone: true },
+  '#/verify-email': { screen: verifyEmailScreen, title: 'Confirm e-mail address', anyone: true },
 }
 
 // A notice survives the one navigation that follows it ("You have signed out" on the sign-in
@@ -104,7 +109,7 @@ function render () {
     navigate(session.user ? '#/tasks' : '#/sign-in')
     return
   }
-  if (route.signedIn && !session.user) {
+  if (route.signedIn && !route.anyone && !session.user) {
     navigate('#/sign-in')
     return
   }

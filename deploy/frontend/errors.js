@@ -40,6 +40,7 @@ const FIELD_MESSAGES = {
   password: 'A password needs 8 to 256 characters.',
   newPassword: 'The new password needs 8 to 256 characters.',
   currentPassword: 'Please enter your current password.',
+  email: 'Enter an e-mail address like name@example.com.',
   code: 'Enter the 6-digit code from your authenticator app (or a recovery code where offered).',
   recoveryCode: 'Enter one of your recovery codes, as written.',
   title: 'A task needs a title: up to 200 characters, and not only spaces.',

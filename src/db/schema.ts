@@ -28,9 +28,18 @@ export const users = pgTable('users', {
    * update, so the same code sent twice at once has exactly one winner.
    */
   totpLastStep: bigint('totp_last_step', { mode: 'number' }),
+  /**
+   * The user's verified address (null: none). Only ever set by using a verification link, so it
+   * is verified whenever it is present; an address awaiting verification lives in its one-time
+   * secret, never here.
+   */
+  email: text('email'),
+  emailVerifiedAt: moment('email_verified_at'),
 }, (table) => [
   // Case-insensitive uniqueness lives in the database, so concurrent registrations cannot both win.
   uniqueIndex('users_username_lower_key').on(sql`lower(${table.username})`),
+  // The same for addresses: two verifications of one address at once cannot both win.
+  uniqueIndex('users_email_lower_key').on(sql`lower(${table.email})`),
   check('users_role_check', sql`${table.role} in ('user', 'admin')`),
   index('users_created_at_id_idx').on(table.createdAt.desc(), table.id.desc()),
 ])
@@ -150,4 +159,32 @@ export const userIdentities = pgTable('user_identities', {
 }, (table) => [
   uniqueIndex('user_identities_issuer_subject_key').on(table.issuer, table.subject),
   index('user_identities_user_id_idx').on(table.userId),
+])
+
+/**
+ * Mails waiting to be sent, written in the transaction of the change that causes them (a mail is
+ * never lost to a crash between the change and the send, nor sent for a change that rolled back).
+ * A sender claims due rows with `for update skip locked` and a lease (`claimed_until`): an instance
+ * that dies mid-send leaves a lease that runs out, and another instance takes the row up again.
+ */
+export const mailOutbox = pgTable('mail_outbox', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  to: text('to').notNull(),
+  subject: text('subject').notNull(),
+  text: text('text').notNull(),
+  html: text('html').notNull(),
+  /** Which template made it (e.g. `password_reset`): for logs and metrics, never the address. */
+  kind: text('kind').notNull(),
+  createdAt: moment('created_at').notNull().defaultNow(),
+  /** Not before this moment: moved forward by each failed attempt (exponential backoff). */
+  dueAt: moment('due_at').notNull().defaultNow(),
+  attempts: integer('attempts').notNull().default(0),
+  lastError: text('last_error'),
+  claimedUntil: moment('claimed_until'),
+  sentAt: moment('sent_at'),
+  /** Set when the mail server refused the mail for good (a 5xx) or the attempts ran out: no more tries. */
+  gaveUpAt: moment('gave_up_at'),
+}, (table) => [
+  // The sender's scan: rows still to send, by due time.
+  index('mail_outbox_due_idx').on(table.dueAt).where(sql`${table.sentAt} is null and ${table.gaveUpAt} is null`),
 ])

@@ -3,6 +3,7 @@ import { busy, errorBox, field, formatDate, h, replaceChildren, showError } from
 import { friendlyMessage } from '../errors.js'
 import { secondFactorCard } from './mfa.js'
 import { identitiesCard } from './oidc.js'
+import { emailCard } from './email.js'
 
 /** "Chrome on Linux" from a user-agent string: enough to recognise one's own devices. */
 function describeAgent (userAgent) {
@@ -119,6 +120,7 @@ export function accountScreen ({ session, notify, signedIn, signedOut }) {
         h('dt', {}, 'Role'), h('dd', {}, session.user.role === 'admin' ? 'Administrator' : 'User'),
         h('dt', {}, 'Member since'), h('dd', {}, formatDate(session.user.createdAt)),
         h('dt', {}, 'Two-step sign-in'), h('dd', { class: 'mfa-summary' }, session.user.mfa ? 'On' : 'Off'))),
+    emailCard({ session, notify }),
     secondFactorCard({
       notify,
       refreshUser: async () => {

@@ -78,7 +78,7 @@ export function signInScreen ({ navigate, notify, signedIn }) {
     error,
     h('button', { type: 'submit', class: 'button button-primary button-wide' }, 'Sign in'))
   const card = authCard('Sign in', 'Welcome back. Sign in to see your tasks.', [form, providerButtons()],
-    ['New here? ', h('a', { href: '#/register' }, 'Create an account')])
+    ['New here? ', h('a', { href: '#/register' }, 'Create an account'), ' · ', h('a', { href: '#/forgot-password' }, 'Forgot password?')])
 
   async function finish (user, usedRecoveryCode) {
     signedIn(user)

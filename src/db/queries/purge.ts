@@ -1,6 +1,6 @@
 import { and, isNotNull, lt, or, sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
-import { oneTimeSecrets, sessions } from '../schema.js'
+import { mailOutbox, oneTimeSecrets, sessions } from '../schema.js'
 
 // Any constant works: the same in every instance, and not the migrations' lock.
 const PURGE_LOCK_ID = 7_310_442_020
@@ -12,7 +12,7 @@ const PURGE_LOCK_ID = 7_310_442_020
  */
 export const PURGE_RETENTION_SECONDS = 24 * 60 * 60
 
-export interface PurgeResult { readonly sessions: number, readonly oneTimeSecrets: number }
+export interface PurgeResult { readonly sessions: number, readonly oneTimeSecrets: number, readonly mails: number }
 
 /**
  * Deletes sessions that ended more than the retention ago (their refresh tokens go with them, by
@@ -37,6 +37,10 @@ export async function purgeEndedRows (db: Db, retentionSeconds = PURGE_RETENTION
         lt(oneTimeSecrets.expiresAt, before)
       ))
       .returning({ kind: oneTimeSecrets.kind })
-    return { sessions: endedSessions.length, oneTimeSecrets: spentSecrets.length }
+    // Outbox rows sent or given up (their bodies are already erased) have told their story.
+    const doneMails = await tx.delete(mailOutbox)
+      .where(or(lt(mailOutbox.sentAt, before), lt(mailOutbox.gaveUpAt, before)))
+      .returning({ id: mailOutbox.id })
+    return { sessions: endedSessions.length, oneTimeSecrets: spentSecrets.length, mails: doneMails.length }
   })
 }

@@ -13,6 +13,9 @@ export const publicUser = {
   role: users.role,
   createdAt: users.createdAt,
   mfa: hasSecondFactor,
+  email: users.email,
+  // The column only ever holds an address proven by its verification link.
+  emailVerified: sql<boolean>`(${users.email} is not null)`,
 }
 
 /** A user as the API shows it: publicUser's columns, typed by Drizzle from the selection itself. */

@@ -1,0 +1,40 @@
+import { eq } from 'drizzle-orm'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { Db } from '../db/client.js'
+import { enqueueMail } from '../db/queries/mail-outbox.js'
+import { users } from '../db/schema.js'
+import { notificationMail, type MailContext, type NotificationKind, type RenderedMail } from './templates.js'
+
+/** Where the request came from, for the "was it you?" line. */
+export function mailContext (app: FastifyInstance, request: FastifyRequest, username: string): MailContext {
+  return {
+    username,
+    appUrl: app.config.appUrl,
+    origin: { at: new Date(), ip: request.ip, userAgent: request.headers['user-agent'] },
+  }
+}
+
+/**
+ * Queues `mail` to `to` in the caller's transaction; the sender is woken once the request's answer
+ * is out (by then the transaction has committed).
+ */
+export async function queueMail (tx: Db, app: FastifyInstance, request: FastifyRequest, to: string, kind: string, mail: RenderedMail): Promise<void> {
+  if (!app.config.mailEnabled) return
+  await enqueueMail(tx, app.secretBox, { to, kind, ...mail })
+  request.queuedMail = true
+}
+
+/**
+ * Tells a user by mail about a security change to their account, if they have a verified address.
+ * Call it inside the transaction of the change (passkeys, MFA, passwords…): the mail goes out if and
+ * only if the change commits. Returns whether a mail was queued. Notifications never carry a token.
+ */
+export async function queueNotification (
+  tx: Db, app: FastifyInstance, userId: string, kind: NotificationKind, request: FastifyRequest
+): Promise<boolean> {
+  if (!app.config.mailEnabled) return false
+  const [user] = await tx.select({ username: users.username, email: users.email }).from(users).where(eq(users.id, userId))
+  if (user === undefined || user.email === null) return false
+  await queueMail(tx, app, request, user.email, kind, notificationMail(kind, mailContext(app, request, user.username)))
+  return true
+}

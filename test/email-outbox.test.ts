@@ -1,0 +1,136 @@
+import t from 'tap'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { eq, isNull, sql } from 'drizzle-orm'
+import { buildApp } from '../src/app.js'
+import { openDatabase } from '../src/db/client.js'
+import { enqueueMail } from '../src/db/queries/mail-outbox.js'
+import { purgeEndedRows } from '../src/db/queries/purge.js'
+import { mailOutbox } from '../src/db/schema.js'
+import { freshDatabaseUrl, STRONG_PASSWORD, testConfig, uniqueName } from './helpers/app.js'
+import { HttpClient } from './helpers/http-client.js'
+import { killServer, startServer } from './helpers/server-process.js'
+import { TestSmtpServer } from './helpers/smtp.js'
+
+// One database and one mail server for the file; the apps below share them.
+const smtp = await TestSmtpServer.start()
+t.teardown(() => smtp.stop())
+const databaseUrl = await freshDatabaseUrl(t)
+const database = await openDatabase({ databaseUrl, dataDir: 'memory://' })
+t.teardown(() => database.close())
+await database.migrate()
+
+// Instances of one deployment share ENCRYPTION_KEY (it seals the outbox's bodies).
+const encryptionKey = testConfig().encryptionKey
+
+/** An app instance on the shared database: its own pool on Postgres, the same PGlite otherwise. */
+async function instance () {
+  const config = testConfig({ databaseUrl, smtpUrl: smtp.url, migrateOnStart: false, encryptionKey })
+  const app = await buildApp({
+    config,
+    ...(databaseUrl === undefined ? { database } : {}),
+    pressure: { maxEventLoopDelay: 0 },
+    // Polls often so that the test never waits on a timer; retries are moved forward by the test.
+    mail: { pollMs: 100, retryBaseSeconds: 3600 },
+  })
+  t.teardown(() => app.close())
+  await app.ready()
+  return app
+}
+
+async function queue (app: Awaited<ReturnType<typeof instance>>, count: number, prefix: string): Promise<string[]> {
+  const addresses = Array.from({ length: count }, (_, i) => `${prefix}${i}@example.test`)
+  await app.db.transaction(async (tx) => {
+    for (const to of addresses) await enqueueMail(tx, app.secretBox, { to, subject: `hello ${to}`, text: 'text', html: '<p>html</p>', kind: 'test' })
+  })
+  return addresses
+}
+
+const receivedBy = (to: string) => smtp.received.filter((mail) => mail.to === to).length
+
+t.test('two instances on one database and one mail server: every mail once, none twice', async (t) => {
+  const [first, second] = [await instance(), await instance()]
+  const addresses = await queue(first, 30, 'pair')
+  for (let i = 0; i < 5; i++) { first.mailer.wake(); second.mailer.wake() }
+  for (const to of addresses) await smtp.waitFor(to)
+  await Promise.all([first.mailer.idle(), second.mailer.idle()])
+  first.mailer.wake(); second.mailer.wake()
+  await Promise.all([first.mailer.idle(), second.mailer.idle()])
+  t.same(addresses.filter((to) => receivedBy(to) !== 1), [], 'each of the 30 arrived exactly once')
+  const unsent = await first.db.select({ id: mailOutbox.id }).from(mailOutbox).where(isNull(mailOutbox.sentAt))
+  t.equal(unsent.length, 0, 'all marked sent')
+  await Promise.all([first.close(), second.close()])
+})
+
+t.test('the mail server down for a while, then up: every mail arrives, once', async (t) => {
+  const app = await instance()
+  await smtp.down()
+  const addresses = await queue(app, 5, 'outage')
+  app.mailer.wake()
+  await app.mailer.idle()
+  const failed = await app.db.select({ attempts: mailOutbox.attempts, lastError: mailOutbox.lastError }).from(mailOutbox).where(sql`${mailOutbox.to} like 'outage%'`)
+  t.ok(failed.every((row) => row.attempts === 1 && row.lastError !== null), 'each attempt failed and was recorded')
+  const metrics = await app.metrics.registry.getSingleMetricAsString('auth_mails_failed_total')
+  t.match(metrics, /auth_mails_failed_total 5/)
+  t.match(await app.metrics.registry.getSingleMetricAsString('auth_mails_waiting'), /auth_mails_waiting 5/)
+  await smtp.up()
+  // The backoff would wait an hour: move the retries to now instead of waiting.
+  await app.db.update(mailOutbox).set({ dueAt: sql`now()` }).where(isNull(mailOutbox.sentAt))
+  app.mailer.wake()
+  for (const to of addresses) await smtp.waitFor(to)
+  app.mailer.wake()
+  await app.mailer.idle()
+  t.same(addresses.map(receivedBy), [1, 1, 1, 1, 1])
+  t.match(await app.metrics.registry.getSingleMetricAsString('auth_mails_waiting'), /auth_mails_waiting 0/)
+  await app.close()
+})
+
+t.test('SIGKILL while a mail is being sent: it goes out after the restart', async (t) => {
+  const dataDir = await mkdtemp(join(tmpdir(), 'cookie-auth-mail-'))
+  t.teardown(() => rm(dataDir, { recursive: true, force: true }))
+  const childUrl = await freshDatabaseUrl(t)
+  const env = { SMTP_URL: smtp.url, DATA_DIR: dataDir, DATABASE_URL: childUrl ?? '' }
+  const first = await startServer(env)
+  t.teardown(() => killServer(first))
+  const email = `killed.${Date.now()}@example.test`
+  smtp.hold()
+  const registered = await new HttpClient(first.url).request('POST', '/api/auth/register', { username: uniqueName('kill'), password: STRONG_PASSWORD, email })
+  t.equal(registered.status, 201, 'committed')
+  await smtp.nextHeld()
+  first.child.kill('SIGKILL')
+  await first.exited
+  smtp.dropHeld()
+  t.equal(receivedBy(email), 0, 'nothing arrived: the server died mid-send')
+
+  // The dead instance's lease would run out in two minutes: move it instead of waiting.
+  const direct = await openDatabase({ databaseUrl: childUrl, dataDir })
+  const [claimed] = await direct.db.update(mailOutbox).set({ claimedUntil: sql`now()` }).where(eq(mailOutbox.to, email)).returning({ attempts: mailOutbox.attempts, sentAt: mailOutbox.sentAt })
+  t.match(claimed, { attempts: 1, sentAt: null }, 'claimed once, not sent')
+  await direct.close()
+
+  const second = await startServer(env)
+  t.teardown(() => killServer(second))
+  const [mail] = await smtp.waitFor(email)
+  t.match(mail!.subject, /confirm your e-mail address/)
+  second.child.kill('SIGTERM')
+  t.equal((await second.exited).code, 0, 'a clean stop with the sender running')
+  t.equal(receivedBy(email), 1, 'exactly once')
+})
+
+t.test('the purge removes outbox rows sent more than a day ago, and keeps the rest', async (t) => {
+  const db = database.db
+  const app = await instance()
+  await app.close()
+  // Queued with no sender running, so it is still waiting at the purge.
+  const waiting = 'purge-waiting@example.test'
+  await enqueueMail(db, app.secretBox, { to: waiting, subject: 'waiting', text: 'text', html: '<p>html</p>', kind: 'test' })
+  const sent = await db.select({ id: mailOutbox.id }).from(mailOutbox).where(sql`${mailOutbox.sentAt} is not null`)
+  t.ok(sent.length > 0)
+  await db.update(mailOutbox).set({ sentAt: sql`now() - interval '2 days'` }).where(sql`${mailOutbox.sentAt} is not null`)
+  const result = await purgeEndedRows(db)
+  t.equal(result?.mails, sent.length)
+  const left = await db.select({ to: mailOutbox.to }).from(mailOutbox)
+  t.ok(left.some((row) => row.to === waiting), 'an unsent mail stays')
+  t.notOk(left.some((row) => row.to.startsWith('pair')), 'the long-sent ones are gone')
+})
