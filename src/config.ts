@@ -60,6 +60,12 @@ export interface Config {
   readonly mfaRequiredRoles: readonly Role[]
   /** The frontend's base URL (APP_URL, no trailing slash): e-mailed links and the identity-provider landing point there. */
   readonly appUrl: string
+  /** The passkeys' relying party: the frontend's registrable domain (WEBAUTHN_RP_ID), never an IP address. */
+  readonly webauthnRpId: string
+  /** The name an authenticator shows beside the passkey (WEBAUTHN_RP_NAME). */
+  readonly webauthnRpName: string
+  /** The exact origins whose pages may run a passkey ceremony (WEBAUTHN_ORIGINS); each one's host is the RP id or under it. */
+  readonly webauthnOrigins: readonly string[]
 }
 
 export class ConfigError extends Error {
@@ -175,6 +181,43 @@ function readAppUrl (env: Env, isProduction: boolean, frontendPort: number, cors
   }
   if (isProduction && parsed.protocol !== 'https:') throw new ConfigError('APP_URL', `has "${raw}": only https is allowed when NODE_ENV=production`)
   return parsed.href.replace(/\/+$/, '')
+}
+
+const isIpAddress = (host: string) => /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(':') || host.startsWith('[')
+
+/** A browser accepts an RP id for a page only when it is the page's host or a domain above it. */
+const rpIdServes = (rpId: string, origin: string) => {
+  const host = new URL(origin).hostname
+  return host === rpId || host.endsWith(`.${rpId}`)
+}
+
+/**
+ * The passkeys' relying party. The ceremony runs in the frontend's page, so the RP id is the
+ * frontend's domain (by default APP_URL's host: `localhost` in development), and only origins on
+ * that domain can use it. Left unset, WEBAUTHN_ORIGINS takes the CORS origins the RP id can serve
+ * (the development default also lists http://127.0.0.1:4100, where no passkey can work: an IP
+ * address is never an RP id); set, every origin must fit, or the start stops here rather than
+ * every ceremony failing later in the browser.
+ */
+function readWebauthn (env: Env, isProduction: boolean, appUrl: string, corsOrigins: readonly string[]) {
+  const raw = env.WEBAUTHN_RP_ID?.trim().toLowerCase()
+  const rpId = raw === undefined || raw === '' ? new URL(appUrl).hostname : raw
+  if (!/^[a-z0-9.-]+$/.test(rpId) || rpId.startsWith('.') || rpId.endsWith('.') || isIpAddress(rpId)) {
+    throw new ConfigError('WEBAUTHN_RP_ID', `is "${rpId}": it must be a domain name (the frontend's, e.g. example.com), not an IP address or URL`)
+  }
+  const rpName = env.WEBAUTHN_RP_NAME?.trim() || 'cookie-auth-api'
+  const explicit = env.WEBAUTHN_ORIGINS !== undefined && env.WEBAUTHN_ORIGINS.trim() !== ''
+  const origins = explicit
+    ? readOriginList(env, 'WEBAUTHN_ORIGINS', [], isProduction)
+    : corsOrigins.filter((origin) => rpIdServes(rpId, origin))
+  const misfit = origins.find((origin) => !rpIdServes(rpId, origin))
+  if (misfit !== undefined) {
+    throw new ConfigError('WEBAUTHN_ORIGINS', `has "${misfit}", whose host is not ${rpId} nor under it (WEBAUTHN_RP_ID=${rpId}): browsers would refuse every passkey there`)
+  }
+  if (origins.length === 0) {
+    throw new ConfigError('WEBAUTHN_RP_ID', `is "${rpId}", and no origin in CORS_ORIGINS is on it: set WEBAUTHN_RP_ID to the frontend's domain, or WEBAUTHN_ORIGINS`)
+  }
+  return { webauthnRpId: rpId, webauthnRpName: rpName, webauthnOrigins: origins }
 }
 
 function readSameSite (env: Env, cookieSecure: boolean): Config['cookieSameSite'] {
@@ -347,7 +390,7 @@ export function loadConfig (env: Env = process.env): Config {
   const port = readInteger(env, 'PORT', 8086, 0, 65_535)
   const frontendPort = readInteger(env, 'FRONTEND_PORT', 4100, 0, 65_535)
 
-  const config: Omit<Config, 'appUrl'> = {
+  const config: Omit<Config, 'appUrl' | 'webauthnRpId' | 'webauthnRpName' | 'webauthnOrigins'> = {
     isProduction,
     port,
     host: env.HOST || '127.0.0.1',
@@ -390,5 +433,6 @@ export function loadConfig (env: Env = process.env): Config {
     encryptionPreviousKeys: readPreviousSecrets(env, 'ENCRYPTION_PREVIOUS_KEYS'),
     mfaRequiredRoles: readRoles(env, 'MFA_REQUIRED_ROLES'),
   }
-  return Object.freeze({ ...config, appUrl: readAppUrl(env, isProduction, frontendPort, config.corsOrigins) })
+  const appUrl = readAppUrl(env, isProduction, frontendPort, config.corsOrigins)
+  return Object.freeze({ ...config, appUrl, ...readWebauthn(env, isProduction, appUrl, config.corsOrigins) })
 }
