@@ -20,6 +20,7 @@ import accountLimitPlugin from '../plugins/account-limit.js'
 import docsPlugin from '../plugins/docs.js'
 import authRoutes from '../routes/auth.js'
 import mfaRoutes from '../routes/mfa.js'
+import passkeysRoutes from '../routes/passkeys.js'
 import healthRoutes from '../routes/health.js'
 import tasksRoutes from '../routes/tasks.js'
 import usersRoutes from '../routes/users.js'
@@ -122,6 +123,7 @@ export async function buildApp ({ config, database, fastify = {}, pressure = {},
   await app.register(healthRoutes, { prefix: '/api/health' })
   await app.register(authRoutes, { prefix: '/api/auth' })
   await app.register(mfaRoutes, { prefix: '/api/auth' })
+  await app.register(passkeysRoutes, { prefix: '/api/auth' })
   await app.register(tasksRoutes, { prefix: '/api/tasks' })
   await app.register(usersRoutes, { prefix: '/api/users' })
   await app.register(auditRoutes, { prefix: '/api/audit' })

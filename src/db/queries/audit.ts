@@ -8,6 +8,7 @@ export const AUDIT_TYPES = [
   'session_revoked', 'role_changed', 'user_deleted', 'access_denied', 'user_created', 'password_reset',
   'refresh_grace', 'password_change_failed',
   'mfa_enabled', 'mfa_disabled', 'mfa_failed', 'recovery_codes_regenerated', 'recovery_code_used',
+  'passkey_added', 'passkey_removed',
 ] as const
 export type AuditType = typeof AUDIT_TYPES[number]
 
