@@ -2,6 +2,7 @@ import { api } from '../api.js'
 import { busy, errorBox, field, formatDate, h, replaceChildren, showError } from '../dom.js'
 import { friendlyMessage } from '../errors.js'
 import { secondFactorCard } from './mfa.js'
+import { passkeysCard } from './passkeys.js'
 
 /** "Chrome on Linux" from a user-agent string: enough to recognise one's own devices. */
 function describeAgent (userAgent) {
@@ -124,6 +125,7 @@ export function accountScreen ({ session, notify, signedIn, signedOut }) {
         try { signedIn((await api.me()).user) } catch { /* the header keeps the old name; nothing else depends on it */ }
       },
     }),
+    passkeysCard({ notify, signedIn }),
     h('div', { class: 'card' },
       h('h2', {}, 'Change password'),
       h('p', { class: 'muted' }, 'Changing your password signs out every other device.'),

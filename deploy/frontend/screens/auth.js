@@ -1,6 +1,7 @@
 import { api } from '../api.js'
 import { busy, errorBox, field, h, showError } from '../dom.js'
 import { friendlyMessage } from '../errors.js'
+import { passkeySignIn } from './passkeys.js'
 
 function authCard (title, intro, form, footer) {
   return h('section', { class: 'auth' },
@@ -75,7 +76,8 @@ export function signInScreen ({ navigate, notify, signedIn }) {
     field('Username', username),
     field('Password', password),
     error,
-    h('button', { type: 'submit', class: 'button button-primary button-wide' }, 'Sign in'))
+    h('button', { type: 'submit', class: 'button button-primary button-wide' }, 'Sign in'),
+    passkeySignIn({ usernameInput: username, finish: (user) => finish(user, false), showError: (message) => showError(error, message) }))
   const card = authCard('Sign in', 'Welcome back. Sign in to see your tasks.', form,
     ['New here? ', h('a', { href: '#/register' }, 'Create an account')])
 
