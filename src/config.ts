@@ -196,8 +196,8 @@ const rpIdServes = (rpId: string, origin: string) => {
  * frontend's domain (by default APP_URL's host: `localhost` in development), and only origins on
  * that domain can use it. Left unset, WEBAUTHN_ORIGINS takes the CORS origins the RP id can serve
  * (the development default also lists http://127.0.0.1:4100, where no passkey can work: an IP
- * address is never an RP id); set, every origin must fit, or the start stops here rather than
- * every ceremony failing later in the browser.
+ * address is never an RP id), or APP_URL's origin when none can. Whatever was set, every origin
+ * must fit the RP id, or the start stops here rather than every ceremony failing in the browser.
  */
 function readWebauthn (env: Env, isProduction: boolean, appUrl: string, corsOrigins: readonly string[]) {
   const raw = env.WEBAUTHN_RP_ID?.trim().toLowerCase()
@@ -206,16 +206,18 @@ function readWebauthn (env: Env, isProduction: boolean, appUrl: string, corsOrig
     throw new ConfigError('WEBAUTHN_RP_ID', `is "${rpId}": it must be a domain name (the frontend's, e.g. example.com), not an IP address or URL`)
   }
   const rpName = env.WEBAUTHN_RP_NAME?.trim() || 'cookie-auth-api'
-  const explicit = env.WEBAUTHN_ORIGINS !== undefined && env.WEBAUTHN_ORIGINS.trim() !== ''
-  const origins = explicit
-    ? readOriginList(env, 'WEBAUTHN_ORIGINS', [], isProduction)
-    : corsOrigins.filter((origin) => rpIdServes(rpId, origin))
-  const misfit = origins.find((origin) => !rpIdServes(rpId, origin))
-  if (misfit !== undefined) {
-    throw new ConfigError('WEBAUTHN_ORIGINS', `has "${misfit}", whose host is not ${rpId} nor under it (WEBAUTHN_RP_ID=${rpId}): browsers would refuse every passkey there`)
+  if (env.WEBAUTHN_ORIGINS !== undefined && env.WEBAUTHN_ORIGINS.trim() !== '') {
+    const origins = readOriginList(env, 'WEBAUTHN_ORIGINS', [], isProduction)
+    const misfit = origins.find((origin) => !rpIdServes(rpId, origin))
+    if (misfit !== undefined) {
+      throw new ConfigError('WEBAUTHN_ORIGINS', `has "${misfit}", whose host is not ${rpId} nor under it (WEBAUTHN_RP_ID=${rpId}): browsers would refuse every passkey there`)
+    }
+    return { webauthnRpId: rpId, webauthnRpName: rpName, webauthnOrigins: origins }
   }
+  const served = corsOrigins.filter((origin) => rpIdServes(rpId, origin))
+  const origins = served.length > 0 ? served : [new URL(appUrl).origin].filter((origin) => rpIdServes(rpId, origin))
   if (origins.length === 0) {
-    throw new ConfigError('WEBAUTHN_RP_ID', `is "${rpId}", and no origin in CORS_ORIGINS is on it: set WEBAUTHN_RP_ID to the frontend's domain, or WEBAUTHN_ORIGINS`)
+    throw new ConfigError('WEBAUTHN_RP_ID', `is "${rpId}", and neither CORS_ORIGINS nor APP_URL has an origin on it: set WEBAUTHN_RP_ID to the frontend's domain, or WEBAUTHN_ORIGINS`)
   }
   return { webauthnRpId: rpId, webauthnRpName: rpName, webauthnOrigins: origins }
 }

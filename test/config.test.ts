@@ -288,7 +288,9 @@ t.test('passkeys: the RP id is the frontend\'s domain, and a mismatch with the o
   t.match(refusal({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'https://app.example.com,https://evil-example.com' }),
     /^Invalid configuration: WEBAUTHN_ORIGINS has "https:\/\/evil-example.com", whose host is not example.com nor under it/, 'a look-alike suffix is not a subdomain')
   t.match(refusal({ WEBAUTHN_RP_ID: 'app.example.com', WEBAUTHN_ORIGINS: 'https://example.com' }), /WEBAUTHN_ORIGINS has "https:\/\/example.com"/, 'a subdomain cannot serve its parent')
-  t.match(refusal({ WEBAUTHN_RP_ID: 'example.com' }), /^Invalid configuration: WEBAUTHN_RP_ID is "example.com", and no origin in CORS_ORIGINS is on it/)
+  t.match(refusal({ WEBAUTHN_RP_ID: 'example.com' }), /^Invalid configuration: WEBAUTHN_RP_ID is "example.com", and neither CORS_ORIGINS nor APP_URL has an origin on it/)
+  const elsewhere = loadConfig({ DATA_DIR: 'memory://', CORS_ORIGINS: 'https://app.example.com' })
+  t.same([elsewhere.webauthnRpId, elsewhere.webauthnOrigins], ['localhost', ['http://localhost:4100']], 'development with a remote CORS origin and no APP_URL still starts (APP_URL\'s origin)')
   t.match(refusal({ WEBAUTHN_RP_ID: '127.0.0.1', WEBAUTHN_ORIGINS: 'http://127.0.0.1:4100' }), /^Invalid configuration: WEBAUTHN_RP_ID is "127.0.0.1": it must be a domain name/)
   t.match(refusal({ WEBAUTHN_RP_ID: 'https://example.com' }), /WEBAUTHN_RP_ID is "https:\/\/example.com": it must be a domain name/)
   t.match(refusal({ WEBAUTHN_ORIGINS: 'http://localhost:4100/' }), /WEBAUTHN_ORIGINS has "http:\/\/localhost:4100\/", which is not an origin/)

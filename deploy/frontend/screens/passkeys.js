@@ -205,6 +205,7 @@ export function passkeysCard ({ notify, signedIn }) {
         const label = name.value.trim()
         const { passkey } = await api.passkeyRegister(response, label === '' ? undefined : label)
         notify(`Passkey “${passkey.name}” added. You can now sign in with it.`)
+        name.value = deviceName()
         await load()
         refreshUser()
       } catch (failure) {
