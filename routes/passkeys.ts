@@ -2,6 +2,7 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server'
 import type { FastifyRequest } from 'fastify'
 import { accountKeyOfUser } from '../plugins/account-limit.js'
+import { openEveryRouteDuringEnrolment } from '../plugins/auth.js'
 import {
   credentialsOfUser, deletePasskey, findPasskeyByCredentialId, insertPasskey, listPasskeys, recordPasskeyUse,
 } from '../src/db/queries/passkeys.js'
@@ -82,6 +83,8 @@ type Ceremony = 'registration' | 'authentication'
  */
 const passkeysRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { config } = app
+  // A user who must set up a second factor may add a passkey (API.md: /api/auth/passkeys* stay open).
+  openEveryRouteDuringEnrolment(app)
 
   function succeeded (ceremony: Ceremony) {
     app.metrics.passkeyCeremonies.inc({ ceremony, outcome: 'success' })
