@@ -178,6 +178,10 @@ t.test('passkeys', async (t) => {
     t.equal((await finishLogin(app, good)).statusCode, 200)
     await refusedWith('the same response again (a used challenge)', good)
 
+    const twice = authenticator.get(await loginOptions(app), { origin: ORIGIN, rpId: RP_ID })
+    const racing = await Promise.all([finishLogin(app, twice), finishLogin(app, twice)])
+    t.same(racing.map((answer) => answer.statusCode).sort(), [200, 401], 'one response sent twice at once: one session')
+
     const stale = await loginOptions(app)
     await app.db.update(oneTimeSecrets).set({ expiresAt: sql`now() - interval '1 second'` }).where(eq(oneTimeSecrets.kind, 'webauthn_authentication'))
     await refusedWith('an expired challenge', authenticator.get(stale, { origin: ORIGIN, rpId: RP_ID }))
