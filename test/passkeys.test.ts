@@ -228,4 +228,17 @@ t.test('passkeys', async (t) => {
     t.equal(limited.json().code, 'RATE_LIMITED')
     t.ok(Number(limited.headers['retry-after']) > 0)
   })
+
+  t.test('the passkey sign-in is limited per address like /login', async (t) => {
+    // Another address than the allow-listed loopback one.
+    const remoteAddress = '192.0.2.7'
+    let last = 0
+    for (let i = 0; i < 31 && last !== 429; i++) {
+      last = (await app.inject({ method: 'POST', url: '/api/auth/passkeys/login/options', payload: {}, remoteAddress })).statusCode
+    }
+    t.equal(last, 429, 'the 31st challenge in a minute is refused')
+    const login = await app.inject({ method: 'POST', url: '/api/auth/passkeys/login', payload: { response: new SoftAuthenticator().get({ challenge: 'x'.repeat(43) }, { origin: ORIGIN, rpId: RP_ID }) }, remoteAddress })
+    t.equal(login.statusCode, 429, 'and so is the sign-in itself')
+    t.equal(login.json().code, 'RATE_LIMITED')
+  })
 })
