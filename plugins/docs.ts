@@ -62,6 +62,7 @@ export default fp(async (app) => {
       tags: [
         { name: 'auth', description: 'Accounts, sessions and tokens' },
         { name: 'mfa', description: 'Second factors: TOTP, recovery codes, the second step of a sign-in' },
+        { name: 'passkeys', description: 'Passkeys (WebAuthn): add, list and remove; sign in without a password' },
         { name: 'tasks', description: "The caller's own tasks" },
         { name: 'users', description: 'User management (admin)' },
         { name: 'audit', description: 'The audit log (admin)' },

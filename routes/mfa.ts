@@ -5,6 +5,7 @@ import { openEveryRouteDuringEnrolment } from '../plugins/auth.js'
 import {
   countRecoveryCodesLeft, disableTotp, enableTotp, findTotp, replaceRecoveryCodes, startTotpEnrolment,
 } from '../src/db/queries/mfa.js'
+import { countPasskeys } from '../src/db/queries/passkeys.js'
 import { consumeSecret, findLiveSecret, recordFailedAttempt } from '../src/db/queries/one-time-secrets.js'
 import { findUserById, findUserWithHashById } from '../src/db/queries/users.js'
 import {
@@ -91,7 +92,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const totp = await findTotp(app.db, id)
     return {
       totp: totp?.enabled ?? false,
-      passkeys: 0,
+      passkeys: await countPasskeys(app.db, id),
       recoveryCodesLeft: totp?.enabled === true ? await countRecoveryCodesLeft(app.db, id) : 0,
       required: config.mfaRequiredRoles.includes(role),
     }

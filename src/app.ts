@@ -24,6 +24,7 @@ import authRoutes from '../routes/auth.js'
 import mfaRoutes from '../routes/mfa.js'
 import emailRoutes from '../routes/email.js'
 import oidcRoutes from '../routes/oidc.js'
+import passkeysRoutes from '../routes/passkeys.js'
 import healthRoutes from '../routes/health.js'
 import tasksRoutes from '../routes/tasks.js'
 import usersRoutes from '../routes/users.js'
@@ -148,6 +149,7 @@ export async function buildApp ({ config, database, fastify = {}, pressure = {},
   await app.register(oidcRoutes, { prefix: '/api/auth' })
   // Without a way to send mail (production without SMTP_URL) the e-mail routes do not exist.
   if (config.mailEnabled) await app.register(emailRoutes, { prefix: '/api/auth' })
+  await app.register(passkeysRoutes, { prefix: '/api/auth' })
   await app.register(tasksRoutes, { prefix: '/api/tasks' })
   await app.register(usersRoutes, { prefix: '/api/users' })
   await app.register(auditRoutes, { prefix: '/api/audit' })

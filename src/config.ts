@@ -69,6 +69,12 @@ export interface Config {
    * production without SMTP_URL they are off (their routes answer 404) rather than mail nowhere.
    */
   readonly mailEnabled: boolean
+  /** The passkeys' relying party: the frontend's registrable domain (WEBAUTHN_RP_ID), never an IP address. */
+  readonly webauthnRpId: string
+  /** The name an authenticator shows beside the passkey (WEBAUTHN_RP_NAME). */
+  readonly webauthnRpName: string
+  /** The exact origins whose pages may run a passkey ceremony (WEBAUTHN_ORIGINS); each one's host is the RP id or under it. */
+  readonly webauthnOrigins: readonly string[]
   /** Identity providers (OIDC_PROVIDERS), in the order given: the sign-in page shows them so. */
   readonly oidcProviders: readonly OidcProviderSettings[]
 }
@@ -226,6 +232,43 @@ function readMailFrom (env: Env, isProduction: boolean, smtpUrl: string | undefi
   }
   if (!MAIL_FROM_PATTERN.test(raw)) throw new ConfigError('MAIL_FROM', `has "${raw}", which is not an address like no-reply@example.com or "Tasks <no-reply@example.com>"`)
   return raw
+const isIpAddress = (host: string) => /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(':') || host.startsWith('[')
+
+/** A browser accepts an RP id for a page only when it is the page's host or a domain above it. */
+const rpIdServes = (rpId: string, origin: string) => {
+  const host = new URL(origin).hostname
+  return host === rpId || host.endsWith(`.${rpId}`)
+}
+
+/**
+ * The passkeys' relying party. The ceremony runs in the frontend's page, so the RP id is the
+ * frontend's domain (by default APP_URL's host: `localhost` in development), and only origins on
+ * that domain can use it. Left unset, WEBAUTHN_ORIGINS takes the CORS origins the RP id can serve
+ * (the development default also lists http://127.0.0.1:4100, where no passkey can work: an IP
+ * address is never an RP id), or APP_URL's origin when none can. Whatever was set, every origin
+ * must fit the RP id, or the start stops here rather than every ceremony failing in the browser.
+ */
+function readWebauthn (env: Env, isProduction: boolean, appUrl: string, corsOrigins: readonly string[]) {
+  const raw = env.WEBAUTHN_RP_ID?.trim().toLowerCase()
+  const rpId = raw === undefined || raw === '' ? new URL(appUrl).hostname : raw
+  if (!/^[a-z0-9.-]+$/.test(rpId) || rpId.startsWith('.') || rpId.endsWith('.') || isIpAddress(rpId)) {
+    throw new ConfigError('WEBAUTHN_RP_ID', `is "${rpId}": it must be a domain name (the frontend's, e.g. example.com), not an IP address or URL`)
+  }
+  const rpName = env.WEBAUTHN_RP_NAME?.trim() || 'cookie-auth-api'
+  if (env.WEBAUTHN_ORIGINS !== undefined && env.WEBAUTHN_ORIGINS.trim() !== '') {
+    const origins = readOriginList(env, 'WEBAUTHN_ORIGINS', [], isProduction)
+    const misfit = origins.find((origin) => !rpIdServes(rpId, origin))
+    if (misfit !== undefined) {
+      throw new ConfigError('WEBAUTHN_ORIGINS', `has "${misfit}", whose host is not ${rpId} nor under it (WEBAUTHN_RP_ID=${rpId}): browsers would refuse every passkey there`)
+    }
+    return { webauthnRpId: rpId, webauthnRpName: rpName, webauthnOrigins: origins }
+  }
+  const served = corsOrigins.filter((origin) => rpIdServes(rpId, origin))
+  const origins = served.length > 0 ? served : [new URL(appUrl).origin].filter((origin) => rpIdServes(rpId, origin))
+  if (origins.length === 0) {
+    throw new ConfigError('WEBAUTHN_RP_ID', `is "${rpId}", and neither CORS_ORIGINS nor APP_URL has an origin on it: set WEBAUTHN_RP_ID to the frontend's domain, or WEBAUTHN_ORIGINS`)
+  }
+  return { webauthnRpId: rpId, webauthnRpName: rpName, webauthnOrigins: origins }
 }
 
 function readSameSite (env: Env, cookieSecure: boolean): Config['cookieSameSite'] {
@@ -427,7 +470,7 @@ export function loadConfig (env: Env = process.env): Config {
   const port = readInteger(env, 'PORT', 8086, 0, 65_535)
   const frontendPort = readInteger(env, 'FRONTEND_PORT', 4100, 0, 65_535)
 
-  const config: Omit<Config, 'appUrl' | 'smtpUrl' | 'mailFrom' | 'mailEnabled'> = {
+  const config: Omit<Config, 'appUrl' | 'smtpUrl' | 'mailFrom' | 'mailEnabled' | 'webauthnRpId' | 'webauthnRpName' | 'webauthnOrigins'> = {
     isProduction,
     port,
     host: env.HOST || '127.0.0.1',
@@ -471,12 +514,14 @@ export function loadConfig (env: Env = process.env): Config {
     mfaRequiredRoles: readRoles(env, 'MFA_REQUIRED_ROLES'),
     oidcProviders: readOidcProviders(env, isProduction),
   }
+  const appUrl = readAppUrl(env, isProduction, frontendPort, config.corsOrigins)
   const smtpUrl = readSmtpUrl(env)
   return Object.freeze({
     ...config,
-    appUrl: readAppUrl(env, isProduction, frontendPort, config.corsOrigins),
+    appUrl,
     smtpUrl,
     mailFrom: readMailFrom(env, isProduction, smtpUrl),
     mailEnabled: smtpUrl !== undefined || !isProduction,
+    ...readWebauthn(env, isProduction, appUrl, config.corsOrigins),
   })
 }

@@ -16,6 +16,10 @@ export const MfaPendingInvalid = createError('MFA_PENDING_INVALID', 'This sign-i
 export const MfaEnrolmentRequired = createError('MFA_ENROLMENT_REQUIRED', 'Your role requires a second factor: set one up first', 403)
 export const TotpAlreadyOn = createError('TOTP_ALREADY_ON', 'Two-step sign-in is already on; turn it off first', 409)
 export const NothingToConfirm = createError('TOTP_NOTHING_TO_CONFIRM', 'There is no pending two-step set-up to confirm', 409)
+// One answer for every way a passkey ceremony can fail (unknown key, wrong origin, expired challenge,
+// bad signature…): which check failed is for the audit log, not for a prober.
+export const PasskeyInvalid = createError('PASSKEY_INVALID', 'The passkey could not be verified; try again', 401)
+export const PasskeyNotFound = createError('PASSKEY_NOT_FOUND', 'Passkey not found', 404)
 export const TotpNotOn = createError('TOTP_NOT_ON', 'Two-step sign-in is not on', 409)
 export const OidcFailed = createError('OIDC_FAILED', 'This sign-in code is unknown, expired or already used; sign in again', 401)
 export const OidcLinkFailed = createError('OIDC_FAILED', 'The identity could not be linked: sign in as the account that started the linking, or it belongs to another account', 401)

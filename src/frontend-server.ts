@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import fastifyStatic from '@fastify/static'
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify'
 import { configScript, indexHtml, pageCsp, type ApiLocation } from './frontend-config.js'
-import { vendorSource } from './frontend-vendor.js'
+import { vendorFolders, vendorSource } from './frontend-vendor.js'
 import { projectRoot } from './paths.js'
 
 export const frontendRoot = () => join(projectRoot(), 'deploy', 'frontend')
@@ -28,11 +28,15 @@ export async function startFrontend (port: number, host: string, api: ApiLocatio
   app.get('/index.html', sendPage)
   app.get('/config.js', async (_request, reply) => reply.header('cache-control', 'no-cache').type('text/javascript; charset=utf-8').send(script))
   // vendor/ straight from node_modules, so `npm run dev` needs no build first.
+  const folders = vendorFolders()
   app.get<{ Params: { name: string } }>('/vendor/:name', async (request, reply) => {
     const source = vendorSource(request.params.name)
-    if (source === undefined) return reply.code(404).send({ message: 'Not found' })
+    if (source === undefined || folders.includes(request.params.name)) return reply.code(404).send({ message: 'Not found' })
     return reply.type('text/javascript; charset=utf-8').send(await readFile(source))
   })
+  for (const name of folders) {
+    await app.register(fastifyStatic, { root: vendorSource(name)!, prefix: `/vendor/${name}/`, decorateReply: false, index: false })
+  }
   await app.register(fastifyStatic, { root: frontendRoot(), index: false, wildcard: true })
   await app.listen({ port, host })
   return app

@@ -269,3 +269,40 @@ t.test('APP_URL: the frontend link in mails and after an identity-provider sign-
   t.match(refusal({ APP_URL: 'https://app.example.com/#/x' }), /APP_URL .*without query, fragment/)
   t.match(refusal({ APP_URL: 'not a url' }), /APP_URL has "not a url"/)
 })
+
+t.test('passkeys: the RP id is the frontend\'s domain, and a mismatch with the origins stops the start', async (t) => {
+  const dev = loadConfig({ DATA_DIR: 'memory://' })
+  t.equal(dev.webauthnRpId, 'localhost', 'APP_URL\'s host by default')
+  t.equal(dev.webauthnRpName, 'cookie-auth-api')
+  t.same(dev.webauthnOrigins, ['http://localhost:4100'], 'the CORS origins the RP id can serve (an IP address never can)')
+
+  const twoSite = loadConfig({ DATA_DIR: 'memory://', APP_URL: 'https://app.example.com', CORS_ORIGINS: 'https://app.example.com,https://beta.app.example.com' })
+  t.equal(twoSite.webauthnRpId, 'app.example.com')
+  t.same(twoSite.webauthnOrigins, ['https://app.example.com', 'https://beta.app.example.com'])
+
+  const parent = loadConfig({ DATA_DIR: 'memory://', WEBAUTHN_RP_ID: 'Example.com', WEBAUTHN_ORIGINS: 'https://app.example.com,https://example.com', WEBAUTHN_RP_NAME: 'Tasks' })
+  t.equal(parent.webauthnRpId, 'example.com', 'a parent domain serves its subdomains; case does not matter')
+  t.same(parent.webauthnOrigins, ['https://app.example.com', 'https://example.com'])
+  t.equal(parent.webauthnRpName, 'Tasks')
+
+  t.match(refusal({ WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'https://app.example.com,https://evil-example.com' }),
+    /^Invalid configuration: WEBAUTHN_ORIGINS has "https:\/\/evil-example.com", whose host is not example.com nor under it/, 'a look-alike suffix is not a subdomain')
+  t.match(refusal({ WEBAUTHN_RP_ID: 'app.example.com', WEBAUTHN_ORIGINS: 'https://example.com' }), /WEBAUTHN_ORIGINS has "https:\/\/example.com"/, 'a subdomain cannot serve its parent')
+  t.match(refusal({ WEBAUTHN_RP_ID: 'example.com' }), /^Invalid configuration: WEBAUTHN_RP_ID is "example.com", and neither CORS_ORIGINS nor APP_URL has an origin on it/)
+  const elsewhere = loadConfig({ DATA_DIR: 'memory://', CORS_ORIGINS: 'https://app.example.com' })
+  t.same([elsewhere.webauthnRpId, elsewhere.webauthnOrigins], ['localhost', ['http://localhost:4100']], 'development with a remote CORS origin and no APP_URL still starts (APP_URL\'s origin)')
+  t.match(refusal({ WEBAUTHN_RP_ID: '127.0.0.1', WEBAUTHN_ORIGINS: 'http://127.0.0.1:4100' }), /^Invalid configuration: WEBAUTHN_RP_ID is "127.0.0.1": it must be a domain name/)
+  t.match(refusal({ WEBAUTHN_RP_ID: 'https://example.com' }), /WEBAUTHN_RP_ID is "https:\/\/example.com": it must be a domain name/)
+  t.match(refusal({ WEBAUTHN_ORIGINS: 'http://localhost:4100/' }), /WEBAUTHN_ORIGINS has "http:\/\/localhost:4100\/", which is not an origin/)
+
+  const production = { NODE_ENV: 'production', JWT_SECRET: STRONG, ENCRYPTION_KEY: STRONG, DATA_DIR: 'memory://', ...PRODUCTION_ORIGINS }
+  t.equal(loadConfig(production).webauthnRpId, 'app.example.com', 'production: the frontend\'s host')
+  t.match(refusal({ ...production, WEBAUTHN_ORIGINS: 'http://app.example.com' }), /^Invalid configuration: WEBAUTHN_ORIGINS has "http:\/\/app.example.com": only https origins/)
+})
+
+t.test('the server refuses an RP id that cannot match its origins with one line', async (t) => {
+  const { status, stderr } = startFails({ PORT: '0', WEBAUTHN_RP_ID: 'example.com', WEBAUTHN_ORIGINS: 'http://localhost:4100' })
+  t.equal(status, 1)
+  t.match(stderr, /^Invalid configuration: WEBAUTHN_ORIGINS has "http:\/\/localhost:4100", whose host is not example.com nor under it/)
+  t.equal(stderr.split('\n').length, 1, 'one line, no stack')
+})

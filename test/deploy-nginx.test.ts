@@ -8,6 +8,7 @@ import postgres from 'postgres'
 import t from 'tap'
 import { parse as parseYaml } from 'yaml'
 import * as schema from '../src/db/schema.js'
+import { copyFrontendVendor, vendorSource } from '../src/frontend-vendor.js'
 import { projectRoot } from '../src/paths.js'
 import {
   ChildWithLogs, cookieHeader, findProgram, freePort, randomHex, request, run, sleep, startSlowPost, updateJar, waitFor,
@@ -364,6 +365,16 @@ t.test('the real Nginx config in front of two API instances on Postgres', { skip
     t.equal(home.headers['referrer-policy'], 'strict-origin-when-cross-origin')
     t.equal(home.count('content-security-policy'), 1)
     t.equal(home.headers['strict-transport-security'], 'max-age=63072000; includeSubDomains', 'HSTS kept beside the page headers')
+  })
+
+  t.test('the browser modules the build copies out of node_modules (the passkey library) are served as JavaScript', async (t) => {
+    copyFrontendVendor() // what `npm run build` does
+    for (const file of ['index.js', 'methods/startAuthentication.js']) {
+      const served = await viaNginx({ path: `/vendor/simplewebauthn/${file}` })
+      t.equal(served.status, 200, file)
+      t.match(served.headers['content-type'], /javascript/, `${file}: a module script needs a JavaScript type`)
+      t.equal(served.body, readFileSync(join(vendorSource('simplewebauthn')!, file), 'utf8'), `${file}: the same copy`)
+    }
   })
 
   t.test('the :80 redirect ignores a forged Host', async (t) => {

@@ -42,7 +42,7 @@ t.test('the example frontend on a free port, with the keyboard', { skip }, async
   await t.test('a failed sign-in leaves the password selected, ready to retype', async (t) => {
     await page.getByLabel('Username').fill(admin.username)
     await page.getByLabel('Password').fill('not-the-password')
-    await page.getByRole('button', { name: 'Sign in' }).click()
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click()
     await waitForText(page.getByRole('alert'), 'don’t match')
     t.equal(await focused(page), 'input password')
     t.equal(await page.getByLabel('Password').evaluate((input: HTMLInputElement) => input.value.slice(input.selectionStart ?? 0, input.selectionEnd ?? 0)), 'not-the-password', 'the whole password is selected')

@@ -25,7 +25,7 @@ t.test('two-step sign-in in Chromium: enrol from the page, then sign in with a c
     await page.getByRole('heading', { name: 'Sign in' }).waitFor()
     await page.getByLabel('Username').fill(username)
     await page.getByLabel('Password').fill(STRONG_PASSWORD)
-    await page.getByRole('button', { name: 'Sign in' }).click()
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click()
   }
   const signOut = async () => {
     await page.locator('.who').getByRole('button', { name: 'Sign out' }).click()

@@ -12,7 +12,7 @@ export class ApiError extends Error {
 }
 
 // 401s that a refresh cannot cure: a wrong password is not an expired token.
-const NOT_CURABLE = new Set(['BAD_CREDENTIALS', 'REFRESH_INVALID', 'REFRESH_REUSED', 'MFA_INVALID', 'MFA_PENDING_INVALID'])
+const NOT_CURABLE = new Set(['BAD_CREDENTIALS', 'REFRESH_INVALID', 'REFRESH_REUSED', 'MFA_INVALID', 'MFA_PENDING_INVALID', 'PASSKEY_INVALID'])
 
 let sessionEndedListener = () => {}
 /** Called once a refresh has failed: the app then shows the sign-in screen. */
@@ -134,6 +134,14 @@ export const api = {
   confirmTotp: (code) => request('POST', '/api/auth/mfa/totp/confirm', { code }),
   disableTotp: (currentPassword, code) => request('POST', '/api/auth/mfa/totp/disable', { currentPassword, code }),
   newRecoveryCodes: (currentPassword, code) => request('POST', '/api/auth/mfa/recovery-codes', { currentPassword, code }),
+
+  // Passkeys: the ceremony's JSON goes through as @simplewebauthn/browser made it.
+  passkeys: () => request('GET', '/api/auth/passkeys'),
+  passkeyRegisterOptions: () => request('POST', '/api/auth/passkeys/register/options'),
+  passkeyRegister: (response, name) => request('POST', '/api/auth/passkeys/register', { response, name }),
+  removePasskey: (passkeyId) => request('DELETE', `/api/auth/passkeys/${id(passkeyId)}`),
+  passkeyLoginOptions: () => request('POST', '/api/auth/passkeys/login/options', {}, { refresh: false }),
+  passkeyLogin: (response) => request('POST', '/api/auth/passkeys/login', { response }, { refresh: false }),
 
   listTasks: (cursor, limit = 10) => request('GET', `/api/tasks${query({ limit, cursor })}`),
   createTask: (task) => request('POST', '/api/tasks', task),

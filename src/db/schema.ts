@@ -77,6 +77,33 @@ export const recoveryCodes = pgTable('recovery_codes', {
 ])
 
 /**
+ * A user's passkeys (WebAuthn credentials), several per user, each with a name. Only the public key
+ * is kept: a copy of this table signs nobody in. `counter` is the authenticator's signature counter
+ * (0 for the synced passkeys that keep none); one that goes backwards is a cloned key.
+ */
+export const passkeys = pgTable('passkeys', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  userId: uuid('user_id').notNull().references(() => users.id, { onDelete: 'cascade' }),
+  /** The credential id as the browser sends it (base64url): the key of every sign-in. */
+  credentialId: text('credential_id').notNull(),
+  /** The COSE public key, base64url. */
+  publicKey: text('public_key').notNull(),
+  counter: bigint('counter', { mode: 'number' }).notNull().default(0),
+  transports: jsonb('transports').$type<string[]>().notNull().default([]),
+  name: text('name').notNull(),
+  /** `multiDevice` (synced, e.g. by a password manager) or `singleDevice` (bound to one authenticator). */
+  deviceType: text('device_type').notNull(),
+  backedUp: boolean('backed_up').notNull().default(false),
+  aaguid: text('aaguid'),
+  createdAt: moment('created_at').notNull().defaultNow(),
+  lastUsedAt: moment('last_used_at'),
+}, (table) => [
+  // One credential belongs to one account, decided by the database even for two registrations at once.
+  uniqueIndex('passkeys_credential_id_key').on(table.credentialId),
+  index('passkeys_user_id_idx').on(table.userId),
+])
+
+/**
  * Every refresh token a session was given, newest last: the rotation chain. Only a SHA-256 hash is
  * kept; a stolen database copy yields no usable token. A token that was replaced and shows up again
  * after the grace period is proof of theft.

@@ -65,6 +65,8 @@ export async function startStack (
   const config = testConfig({
     databaseUrl,
     corsOrigins: frontendOrigins(frontendPort),
+    // Passkeys: the page on localhost (RP id `localhost`); an IP address is never an RP id.
+    webauthnOrigins: [`http://localhost:${frontendPort}`],
     // Not a rate-limit test: every sign-in here comes from the loopback address.
     rateLimitAllowList: ['127.0.0.1', '::1', '::ffff:127.0.0.1'],
     ...overrides,
@@ -169,7 +171,7 @@ export async function signInThroughForm (page: Page, frontendUrl: string, userna
   await page.getByRole('heading', { name: 'Sign in' }).waitFor()
   await page.getByLabel('Username').fill(username)
   await page.getByLabel('Password').fill(password)
-  await page.getByRole('button', { name: 'Sign in' }).click()
+  await page.getByRole('button', { name: 'Sign in', exact: true }).click()
   await page.getByRole('heading', { name: 'My tasks' }).waitFor()
 }
 

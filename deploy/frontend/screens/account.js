@@ -4,6 +4,7 @@ import { friendlyMessage } from '../errors.js'
 import { secondFactorCard } from './mfa.js'
 import { identitiesCard } from './oidc.js'
 import { emailCard } from './email.js'
+import { passkeysCard } from './passkeys.js'
 
 /** "Chrome on Linux" from a user-agent string: enough to recognise one's own devices. */
 function describeAgent (userAgent) {
@@ -128,6 +129,7 @@ export function accountScreen ({ session, notify, signedIn, signedOut }) {
       },
     }),
     identitiesCard({ notify }),
+    passkeysCard({ notify, signedIn }),
     h('div', { class: 'card' },
       h('h2', {}, 'Change password'),
       h('p', { class: 'muted' }, 'Changing your password signs out every other device.'),

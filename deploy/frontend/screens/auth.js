@@ -2,6 +2,7 @@ import { api } from '../api.js'
 import { busy, errorBox, field, h, showError } from '../dom.js'
 import { friendlyMessage } from '../errors.js'
 import { providerButtons } from './oidc.js'
+import { passkeySignIn } from './passkeys.js'
 
 function authCard (title, intro, form, footer) {
   return h('section', { class: 'auth' },
@@ -76,7 +77,8 @@ export function signInScreen ({ navigate, notify, signedIn }) {
     field('Username', username),
     field('Password', password),
     error,
-    h('button', { type: 'submit', class: 'button button-primary button-wide' }, 'Sign in'))
+    h('button', { type: 'submit', class: 'button button-primary button-wide' }, 'Sign in'),
+    passkeySignIn({ usernameInput: username, finish: (user) => finish(user, false), showError: (message) => showError(error, message) }))
   const card = authCard('Sign in', 'Welcome back. Sign in to see your tasks.', [form, providerButtons()],
     ['New here? ', h('a', { href: '#/register' }, 'Create an account'), ' · ', h('a', { href: '#/forgot-password' }, 'Forgot password?')])
 

@@ -127,7 +127,8 @@ export function secondFactorCard ({ notify, refreshUser }) {
     })
     return [
       h('p', { class: 'mfa-state' }, 'Status: ', h('strong', {}, 'Off')),
-      status.required ? h('p', { class: 'form-error' }, 'Your role requires two-step sign-in: set it up to use the app.') : null,
+      // A passkey satisfies the requirement too (see the Passkeys card).
+      status.required && status.passkeys === 0 ? h('p', { class: 'form-error' }, 'Your role requires two-step sign-in: set it up to use the app.') : null,
       h('p', { class: 'muted' }, 'After your password, you will also enter a code from an authenticator app on your phone. A stolen password alone is then not enough.'),
       form,
     ]

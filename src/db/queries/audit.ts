@@ -10,6 +10,7 @@ export const AUDIT_TYPES = [
   'mfa_enabled', 'mfa_disabled', 'mfa_failed', 'recovery_codes_regenerated', 'recovery_code_used',
   'oidc_linked', 'oidc_unlinked',
   'email_change_requested', 'email_verified', 'password_reset_requested',
+  'passkey_added', 'passkey_removed',
 ] as const
 export type AuditType = typeof AUDIT_TYPES[number]
 
