@@ -110,7 +110,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
       body: Credentials,
       description: 'For a user with TOTP on, the answer is `{mfaRequired: true, mfa_token, methods}`; finish with POST /api/auth/mfa/verify.',
       response: {
-        200: Type.Union([BearerAnswer, Type.Object({ ...MfaChallengeSchema.properties, mfa_token: Type.String() })]),
+        200: Type.Union([BearerAnswer, Type.Object({ ...MfaChallengeSchema.properties, mfa_token: Type.Optional(Type.String({ description: 'absent when the only method is `passkey`, which a Bearer client cannot use' })) })]),
         ...failures({ 401: '`BAD_CREDENTIALS`: the same answer for an unknown user and a wrong password' }),
       },
     },

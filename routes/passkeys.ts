@@ -7,7 +7,9 @@ import {
   credentialsOfUser, deletePasskey, findPasskeyByCredentialId, insertPasskey, listPasskeys, recordPasskeyUse,
 } from '../src/db/queries/passkeys.js'
 import { findUserById } from '../src/db/queries/users.js'
-import { PasskeyInvalid, PasskeyNotFound } from '../src/errors.js'
+import { keepsAWayIn } from '../src/db/queries/ways-in.js'
+import { LastWayToSignIn, PasskeyInvalid, PasskeyNotFound } from '../src/errors.js'
+import { queueNotification } from '../src/mail/notify.js'
 import {
   authenticationOptions, consumeChallenge, knownTransports, registrationOptions, userHandle, verifyAuthentication, verifyRegistration,
 } from '../src/passkeys.js'
@@ -157,7 +159,10 @@ const passkeysRoutes: FastifyPluginAsyncTypebox = async (app) => {
         backedUp: info.credentialBackedUp,
         aaguid: info.aaguid,
       })
-      if (row !== undefined) await request.audit(tx, 'passkey_added', { userId, actorId: userId, detail: { passkeyId: row.id, name: row.name } })
+      if (row !== undefined) {
+        await request.audit(tx, 'passkey_added', { userId, actorId: userId, detail: { passkeyId: row.id, name: row.name } })
+        await queueNotification(tx, app, userId, 'passkey_added', request)
+      }
       return row
     })
     // The credential is registered already (excludeCredentials normally stops that in the browser).
@@ -185,13 +190,16 @@ const passkeysRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Remove one of the caller\'s passkeys',
       security: signedIn,
       params: IdParams,
-      response: { 204: NoContent, ...failures({ 404: '`PASSKEY_NOT_FOUND`: no passkey of yours has this id' }) },
+      response: { 204: NoContent, ...failures({ 404: '`PASSKEY_NOT_FOUND`: no passkey of yours has this id', 409: '`LAST_SIGN_IN_METHOD`: the account has no password and no identity at a provider, and this is its last passkey' }) },
     },
   }, async (request, reply) => {
     const userId = request.user.id
     await app.db.transaction(async (tx) => {
+      // An account made by an identity provider may have no password: its last passkey may be its only way in.
+      const keepsOne = await keepsAWayIn(tx, userId, { passkeyId: request.params.id })
       const removed = await deletePasskey(tx, userId, request.params.id)
       if (removed === undefined) throw new PasskeyNotFound()
+      if (keepsOne === false) throw new LastWayToSignIn()
       await request.audit(tx, 'passkey_removed', { userId, actorId: userId, detail: { passkeyId: removed.id, name: removed.name } })
     })
     return reply.code(204).send(null)

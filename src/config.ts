@@ -232,6 +232,8 @@ function readMailFrom (env: Env, isProduction: boolean, smtpUrl: string | undefi
   }
   if (!MAIL_FROM_PATTERN.test(raw)) throw new ConfigError('MAIL_FROM', `has "${raw}", which is not an address like no-reply@example.com or "Tasks <no-reply@example.com>"`)
   return raw
+}
+
 const isIpAddress = (host: string) => /^\d{1,3}(\.\d{1,3}){3}$/.test(host) || host.includes(':') || host.startsWith('[')
 
 /** A browser accepts an RP id for a page only when it is the page's host or a domain above it. */

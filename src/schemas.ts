@@ -74,7 +74,9 @@ export const UserEnvelope = Type.Object({ user: UserSchema })
 /** What /login answers when a second factor must follow (API.md, "Sign-in with a second factor"). */
 export const MfaChallengeSchema = Type.Object({
   mfaRequired: Type.Literal(true),
-  methods: Type.Array(Type.Union([Type.Literal('totp'), Type.Literal('recovery_code')])),
+  methods: Type.Array(Type.Union([Type.Literal('totp'), Type.Literal('recovery_code'), Type.Literal('passkey')]), {
+    description: '`totp` and `recovery_code`: finish with POST /api/auth/mfa/verify; `passkey` alone: the account\'s second factor is a passkey, sign in with it (POST /api/auth/passkeys/login)',
+  }),
 })
 
 export const BearerAnswer = Type.Object({

@@ -13,8 +13,8 @@ export type SignedInAnswer<C extends SignInClient = SignInClient> = C extends 'b
 
 export type MfaChallenge<C extends SignInClient = SignInClient> = {
   mfaRequired: true
-  methods: Array<'totp' | 'recovery_code'>
-} & (C extends 'bearer' ? { mfa_token: string } : unknown)
+  methods: Array<'totp' | 'recovery_code' | 'passkey'>
+} & (C extends 'bearer' ? { mfa_token?: string } : unknown)
 
 /** A pending sign-in waits this long for its code, and dies after this many wrong ones. */
 export const MFA_PENDING_TTL_SECONDS = 300
@@ -85,8 +85,13 @@ export async function afterPassword<C extends SignInClient> (
   user: UserRow & { totpOn: boolean }, client: C, method: 'password' | 'oidc' = 'password'
 ): Promise<SignedInAnswer<C> | MfaChallenge<C>> {
   const { totpOn, ...publicUser } = user
-  if (!totpOn) return startSession(app, request, reply, publicUser, client, method)
+  if (!totpOn && !publicUser.mfa) return startSession(app, request, reply, publicUser, client, method)
   app.metrics.signIns.inc({ method, outcome: 'second_factor_required' })
+  // A passkey is this account's second factor (user.mfa without TOTP): the password alone does not
+  // sign in, or a role that must have a second factor would pass with a password. A passkey sign-in
+  // is complete on its own, so there is no pending step to finish, only the passkey to use; a Bearer
+  // client, which cannot run a passkey ceremony, gets no token.
+  if (!totpOn) return { mfaRequired: true, methods: ['passkey'] } as MfaChallenge<C>
   const pending = await issueSecret(app.db, {
     kind: 'mfa_pending', userId: user.id, ttlSeconds: MFA_PENDING_TTL_SECONDS, data: { client },
   })

@@ -215,6 +215,20 @@ t.test('passkeys', async (t) => {
     t.equal((await app.inject({ method: 'GET', url: '/api/users', cookies: cookiesFrom(signedIn) })).statusCode, 200, 'a passkey sign-in is a complete one')
   })
 
+  t.test('with a passkey, the password alone no longer signs in: the passkey is the second factor', async (t) => {
+    const admin = await signIn(app, { role: 'admin' })
+    const { authenticator } = await addPasskey(app, admin)
+    const byPassword = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: admin.username, password: admin.password } })
+    t.equal(byPassword.statusCode, 200)
+    t.same(byPassword.json(), { mfaRequired: true, methods: ['passkey'] }, 'the passkey is asked for')
+    t.notOk(byPassword.headers['set-cookie'], 'no session cookie, no pending sign-in')
+    const bearer = await app.inject({ method: 'POST', url: '/api/auth/token', payload: { username: admin.username, password: admin.password } })
+    t.same(bearer.json(), { mfaRequired: true, methods: ['passkey'] }, 'and a Bearer client, which cannot use it, gets no token')
+    const wrong = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: admin.username, password: 'not-the-password' } })
+    t.equal(wrong.statusCode, 401, 'a wrong password still says nothing of the passkey')
+    t.equal((await signInWith(app, authenticator)).statusCode, 200, 'the passkey signs in')
+  })
+
   t.test('failures with a known passkey count against its account: then even the right one gets 429', async (t) => {
     const gina = await signIn(app)
     const { authenticator } = await addPasskey(app, gina)

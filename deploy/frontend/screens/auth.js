@@ -118,6 +118,21 @@ export function signInScreen ({ navigate, notify, signedIn }) {
     step.querySelector('input[name="code"]').focus()
   }
 
+  // The account's second factor is a passkey: a passkey sign-in finishes it (and is complete alone).
+  function showPasskeyStep () {
+    const stepError = errorBox()
+    const passkey = passkeySignIn({ usernameInput: h('input'), finish: (user) => finish(user, false), showError: (message) => showError(stepError, message) })
+    card.querySelector('.auth-card').replaceChildren(
+      h('h1', { tabindex: '-1' }, 'Confirm with your passkey'),
+      h('p', { class: 'muted' }, 'Your account is protected by a passkey: use it to finish signing in.'),
+      stepError,
+      passkey,
+      h('p', { class: 'auth-footer' }, h('a', { href: '#/sign-in', onclick: (event) => { event.preventDefault(); showPasswordStep(null) } }, 'Start over')))
+    // Here it is the only way on, not an alternative: no "or" above it.
+    passkey.querySelector('.separator')?.remove()
+    passkey.querySelector('button').focus()
+  }
+
   form.addEventListener('submit', (event) => {
     event.preventDefault()
     // One message at a time: the form's own error replaces any older notice above the screen.
@@ -127,8 +142,9 @@ export function signInScreen ({ navigate, notify, signedIn }) {
       try {
         const answer = await api.login(username.value, password.value)
         if (answer.mfaRequired) {
-          // The password was right: the code step takes the focus, not the password field.
-          showCodeStep()
+          // The password was right: the next step takes the focus, not the password field.
+          if (answer.methods.includes('totp')) showCodeStep()
+          else showPasskeyStep()
           return true
         }
         await finish(answer.user, false)

@@ -1,8 +1,9 @@
-import { and, asc, eq, ne, sql } from 'drizzle-orm'
+import { and, asc, eq, sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
 import { userIdentities, users } from '../schema.js'
 import { sqlState, UsernameTaken } from '../../errors.js'
 import { createUser, publicUser, type UserRow } from './users.js'
+import { keepsAWayIn } from './ways-in.js'
 
 /** What a provider vouched for, once openid-client has checked the ID token. */
 export interface VerifiedIdentity {
@@ -82,21 +83,15 @@ function withSuffix (base: string, suffix: string): string {
 
 /**
  * Removes one of the user's identities, unless it is their last way to sign in (no password, no
- * other identity). Locks the user's row first: two unlinks at once take turns, and the second sees
- * what the first left. Returns 'removed', 'not_found' or 'last_way'.
+ * other identity, no passkey; see keepsAWayIn, which locks the user's row so two removals at once
+ * take turns). Returns 'removed', 'not_found' or 'last_way'.
  */
 export async function unlinkIdentity (tx: Db, userId: string, identityId: string): Promise<{ outcome: 'removed', identity: IdentityRow } | { outcome: 'not_found' } | { outcome: 'last_way' }> {
-  const [owner] = await tx.select({ hasPassword: sql<boolean>`${users.passwordHash} is not null` })
-    .from(users).where(eq(users.id, userId)).for('update')
+  const keeps = await keepsAWayIn(tx, userId, { identityId })
   const [identity] = await tx.select(identityColumns).from(userIdentities)
     .where(and(eq(userIdentities.id, identityId), eq(userIdentities.userId, userId)))
-  if (owner === undefined || identity === undefined) return { outcome: 'not_found' }
-  if (!owner.hasPassword) {
-    const [other] = await tx.select({ id: userIdentities.id }).from(userIdentities)
-      .where(and(eq(userIdentities.userId, userId), ne(userIdentities.id, identityId))).limit(1)
-    // Passkeys, once they land, are another way in and join this check.
-    if (other === undefined) return { outcome: 'last_way' }
-  }
+  if (keeps === undefined || identity === undefined) return { outcome: 'not_found' }
+  if (!keeps) return { outcome: 'last_way' }
   await tx.delete(userIdentities).where(and(eq(userIdentities.id, identityId), eq(userIdentities.userId, userId)))
   return { outcome: 'removed', identity }
 }
