@@ -13,6 +13,7 @@ import {
   ChildWithLogs, cookieHeader, findProgram, freePort, randomHex, request, run, sleep, startSlowPost, updateJar, waitFor,
   type Answer, type RequestOptions,
 } from './helpers/deploy-stack.js'
+import { programSkip } from './helpers/tools.js'
 
 const ROLLING_CLIENT = '127.0.0.5'
 
@@ -158,7 +159,8 @@ const serverUrl = process.env.TEST_DATABASE_URL || 'postgres://postgres@127.0.0.
 
 async function whyUnavailable (): Promise<string | undefined> {
   for (const program of ['nginx', 'openssl', 'psql']) {
-    if (findProgram(program) === undefined) return `${program} is not installed`
+    const missing = programSkip(t, program, `apt-get install ${program === 'psql' ? 'postgresql-client' : program}; .ci/run does it`)
+    if (missing !== false) return missing
   }
   const admin = postgres(serverUrl, { max: 1, connect_timeout: 3, onnotice: () => {} })
   try {

@@ -8,6 +8,7 @@ import { buildApp } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
 import { openDatabase, type Database } from '../../src/db/client.js'
 import { users } from '../../src/db/schema.js'
+import { migratedEmbeddedDump, postgresTemplate } from './database-templates.js'
 
 export interface TestContext {
   teardown (fn: () => unknown): void
@@ -19,17 +20,27 @@ export function testConfig (overrides: Partial<Config> = {}, env: Record<string,
   return Object.freeze({ ...base, ...overrides })
 }
 
+export interface FreshDatabaseOptions {
+  /** A copy of the run's migrated template rather than an empty database (fast: no migration). */
+  migrated?: boolean
+}
+
 /**
- * A fresh, empty database for one test file: with TEST_DATABASE_URL, a new database on that
- * Postgres server, dropped at teardown; without it, undefined (the app then uses in-memory PGlite).
+ * A fresh database for one test file: with TEST_DATABASE_URL, a new database on that Postgres server,
+ * dropped at teardown; without it, undefined (the app then uses in-memory PGlite). Empty by default
+ * (for tests of migration and start-up); `{ migrated: true }` clones the run's migrated template.
  */
-export async function freshDatabaseUrl (t: TestContext): Promise<string | undefined> {
+export async function freshDatabaseUrl (t: TestContext, options: FreshDatabaseOptions = {}): Promise<string | undefined> {
   const serverUrl = process.env.TEST_DATABASE_URL
   if (serverUrl === undefined || serverUrl === '') return undefined
   const name = `test_${randomUUID().replaceAll('-', '')}`
+  const template = options.migrated === true ? await postgresTemplate(serverUrl) : undefined
   const admin = postgres(serverUrl, { max: 1, onnotice: () => {} })
-  await admin.unsafe(`create database ${name}`)
-  await admin.end()
+  try {
+    await createDatabase(admin, name, template)
+  } finally {
+    await admin.end()
+  }
   t.teardown(async () => {
     const dropper = postgres(serverUrl, { max: 1, onnotice: () => {} })
     await dropper.unsafe(`drop database if exists ${name} with (force)`)
@@ -38,6 +49,30 @@ export async function freshDatabaseUrl (t: TestContext): Promise<string | undefi
   const url = new URL(serverUrl)
   url.pathname = `/${name}`
   return url.toString()
+}
+
+/**
+ * CREATE DATABASE, from a template when given. Postgres refuses to copy a template while another
+ * session is connected to it, which happens for a moment when two files clone it at once: retried.
+ */
+async function createDatabase (admin: postgres.Sql, name: string, template: string | undefined): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await admin.unsafe(template === undefined ? `create database ${name}` : `create database ${name} template ${template}`)
+      return
+    } catch (error) {
+      const busy = (error as { code?: string }).code === '55006'
+      if (!busy || attempt >= 20) throw error
+      await new Promise((resolve) => setTimeout(resolve, 100 * attempt))
+    }
+  }
+}
+
+/** An embedded in-memory database loaded from the run's migrated dump (seconds faster than a new one), closed at teardown. */
+export async function openMigratedEmbedded (t: TestContext): Promise<Database> {
+  const database = await openDatabase({ databaseUrl: undefined, dataDir: 'memory://', loadDataDir: await migratedEmbeddedDump() })
+  t.teardown(() => database.close())
+  return database
 }
 
 /** Lines the app logged, for tests that prove what never reaches a log. */
@@ -61,10 +96,14 @@ export interface TestAppOptions {
 
 /** The real app on a fresh database (Postgres when TEST_DATABASE_URL is set, else PGlite), closed at teardown. */
 export async function buildTestApp (t: TestContext, overrides: Partial<Config> = {}, options: TestAppOptions = {}): Promise<FastifyInstance> {
-  const databaseUrl = await freshDatabaseUrl(t)
+  const databaseUrl = await freshDatabaseUrl(t, { migrated: true })
   const config = testConfig({ databaseUrl, ...overrides }, options.env)
+  // In memory, the database comes from the migrated dump; it is closed after the app (teardowns run
+  // last-in first-out). Anything else (Postgres, a data directory on disk) the app opens itself.
+  const database = config.databaseUrl === undefined && config.dataDir.startsWith('memory://') ? await openMigratedEmbedded(t) : undefined
   const app = await buildApp({
     config,
+    ...(database === undefined ? {} : { database }),
     pressure: options.pressure ?? { maxEventLoopDelay: 0 },
     ...(options.logs === undefined ? {} : { logStream: options.logs, logLevel: 'info' }),
   })
@@ -74,9 +113,10 @@ export async function buildTestApp (t: TestContext, overrides: Partial<Config> =
   return app
 }
 
-/** Opens the same kind of database the app would, for tests that reopen one (restarts, CLI). */
+/** Opens the same kind of database the app would, already migrated, for tests that reopen one (restarts, CLI). */
 export async function openTestDatabase (t: TestContext): Promise<{ database: Database, databaseUrl: string | undefined }> {
-  const databaseUrl = await freshDatabaseUrl(t)
+  const databaseUrl = await freshDatabaseUrl(t, { migrated: true })
+  if (databaseUrl === undefined) return { database: await openMigratedEmbedded(t), databaseUrl }
   const database = await openDatabase({ databaseUrl, dataDir: 'memory://' })
   t.teardown(() => database.close())
   return { database, databaseUrl }

@@ -11,7 +11,7 @@ import { frontendOrigins, type Config } from '../../src/config.js'
 import { developmentApi } from '../../src/frontend-config.js'
 import { startFrontend } from '../../src/frontend-server.js'
 import { projectRoot } from '../../src/paths.js'
-import { freshDatabaseUrl, testConfig, type TestContext } from './app.js'
+import { freshDatabaseUrl, openMigratedEmbedded, testConfig, type TestContext } from './app.js'
 import { freePort } from './server-process.js'
 
 /** Debian's Chromium, which .ci/run installs (`apt-get install chromium`). */
@@ -56,7 +56,8 @@ function cookieNames (header: string | undefined): Set<string> {
  * teardown. The frontend is told where the API is the way `npm start` tells it.
  */
 export async function startStack (t: TestContext, overrides: Partial<Config> = {}): Promise<Stack> {
-  const databaseUrl = await freshDatabaseUrl(t)
+  const databaseUrl = await freshDatabaseUrl(t, { migrated: true })
+  const database = databaseUrl === undefined ? await openMigratedEmbedded(t) : undefined
   const [apiPort, frontendPort] = [await freePort(), await freePort()]
   const config = testConfig({
     databaseUrl,
@@ -65,7 +66,7 @@ export async function startStack (t: TestContext, overrides: Partial<Config> = {
     rateLimitAllowList: ['127.0.0.1', '::1', '::ffff:127.0.0.1'],
     ...overrides,
   })
-  const app = await buildApp({ config })
+  const app = await buildApp({ config, ...(database === undefined ? {} : { database }) })
   t.teardown(() => app.close())
 
   const seen: SeenRequest[] = []
