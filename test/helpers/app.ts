@@ -8,6 +8,7 @@ import { buildApp } from '../../src/app.js'
 import { loadConfig, type Config } from '../../src/config.js'
 import { openDatabase, type Database } from '../../src/db/client.js'
 import { users } from '../../src/db/schema.js'
+import { hashPassword } from '../../src/passwords.js'
 import { migratedEmbeddedDump, postgresTemplate } from './database-templates.js'
 
 export interface TestContext {
@@ -150,7 +151,29 @@ export function uniqueName (prefix = 'user'): string {
 
 export const STRONG_PASSWORD = 'violet-Kettle-42-orbit'
 
-export interface SignInOptions { username?: string, role?: 'user' | 'admin', password?: string }
+export interface SignInOptions {
+  username?: string
+  role?: 'user' | 'admin'
+  password?: string
+  /** Insert the user directly with a hash made once per password and reused (no registration, no
+   * `register` audit event): for tests that need many users and do not test registering. */
+  seeded?: boolean
+}
+
+// One argon2 hash per password for every seeded user of the process: hashing is the costly part of
+// making a user, and a seeded user's hash proves nothing a registration test does not.
+const seededHashes = new Map<string, Promise<string>>()
+
+/** A user row made directly, with the reused hash; returns its id. */
+export async function seedUser (app: FastifyInstance, username: string, password = STRONG_PASSWORD, role: 'user' | 'admin' = 'user'): Promise<string> {
+  let passwordHash = seededHashes.get(password)
+  if (passwordHash === undefined) {
+    passwordHash = hashPassword(password)
+    seededHashes.set(password, passwordHash)
+  }
+  const [row] = await app.db.insert(users).values({ username, passwordHash: await passwordHash, role }).returning({ id: users.id })
+  return row!.id
+}
 
 /**
  * Registers through the real route (and promotes to admin in the database if asked), then signs in:
@@ -161,10 +184,15 @@ export async function signIn (app: FastifyInstance, nameOrOptions?: string | Sig
   const username = (typeof nameOrOptions === 'string' ? nameOrOptions : options.username) ?? uniqueName()
   const role = positionalRole ?? options.role ?? 'user'
   const password = positionalPassword ?? options.password ?? STRONG_PASSWORD
-  const registered = await app.inject({ method: 'POST', url: '/api/auth/register', payload: { username, password } })
-  if (registered.statusCode !== 201) throw new Error(`register failed: ${registered.statusCode} ${registered.body}`)
-  const id = registered.json().user.id as string
-  if (role === 'admin') await promote(app, id)
+  let id: string
+  if (options.seeded === true) {
+    id = await seedUser(app, username, password, role)
+  } else {
+    const registered = await app.inject({ method: 'POST', url: '/api/auth/register', payload: { username, password } })
+    if (registered.statusCode !== 201) throw new Error(`register failed: ${registered.statusCode} ${registered.body}`)
+    id = registered.json().user.id as string
+    if (role === 'admin') await promote(app, id)
+  }
   const login = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username, password } })
   if (login.statusCode !== 200) throw new Error(`login failed: ${login.statusCode} ${login.body}`)
   return { id, username, password, cookies: cookiesFrom(login) }

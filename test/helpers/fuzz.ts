@@ -59,8 +59,9 @@ export interface Fixture {
 }
 
 export async function buildFixture (app: FastifyInstance): Promise<Fixture> {
-  const user = await signIn(app)
-  const admin = await signIn(app, { role: 'admin' })
+  // Rebuilt after every destructive batch: seeded users share one password hash.
+  const user = await signIn(app, { seeded: true })
+  const admin = await signIn(app, { role: 'admin', seeded: true })
   const task = await app.inject({ method: 'POST', url: '/api/tasks', cookies: user.cookies, payload: { title: 'fixture' } })
   const listed = await app.inject({ method: 'GET', url: '/api/auth/sessions', cookies: user.cookies })
   return {
