@@ -2,7 +2,7 @@ import { createHmac, randomBytes, randomUUID } from 'node:crypto'
 import cookie, { Signer } from '@fastify/cookie'
 import jwt from '@fastify/jwt'
 import type { CookieSerializeOptions } from '@fastify/cookie'
-import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import type { Role } from '../src/db/schema.js'
 import { prepareActiveSessionUser, type Caller } from '../src/db/queries/sessions.js'
@@ -86,14 +86,20 @@ export function cookieCount (request: FastifyRequest, name: string): number {
   return count
 }
 
-/**
- * What a user who must enrol may still reach (API.md, "Managing second factors"): who they are,
- * the enrolment routes, and the way out. Matched on the route pattern, never the raw URL.
- */
-function isEnrolmentRoute (route: string): boolean {
-  return route === '/api/auth/me' || route === '/api/auth/logout' || route === '/api/auth/refresh' ||
-    route === '/api/auth/mfa' || route.startsWith('/api/auth/mfa/') ||
-    route === '/api/auth/passkeys' || route.startsWith('/api/auth/passkeys/')
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * `true`: a user whose role must have a second factor and has none may still reach this route
+     * (API.md, "Managing second factors"): who they are, the enrolment routes, and the way out.
+     * A flag on the route, so that a new route is closed to them unless it says otherwise.
+     */
+    duringEnrolment?: boolean
+  }
+}
+
+/** For a route plugin whose every route is part of enrolment (second factors, passkeys). */
+export function openEveryRouteDuringEnrolment (app: FastifyInstance): void {
+  app.addHook('onRoute', (route) => { route.config = { ...route.config, duringEnrolment: true } })
 }
 
 export default fp(async (app) => {
@@ -184,7 +190,7 @@ export default fp(async (app) => {
   const requiredRoles = new Set(config.mfaRequiredRoles)
   app.decorate('assertSecondFactorPolicy', (request: FastifyRequest, user: { role: Role, mfa: boolean }) => {
     if (!requiredRoles.has(user.role) || user.mfa) return
-    if (isEnrolmentRoute(request.routeOptions.url ?? '')) return
+    if (request.routeOptions.config.duringEnrolment === true) return
     throw new MfaEnrolmentRequired()
   })
 

@@ -1,5 +1,3 @@
-import swagger from '@fastify/swagger'
-import swaggerUi from '@fastify/swagger-ui'
 import type { RouteOptions } from 'fastify'
 import fp from 'fastify-plugin'
 import { failures } from '../src/schemas.js'
@@ -51,6 +49,8 @@ export default fp(async (app) => {
   })
 
   if (!app.config.docs) return
+  // Loaded only when served: production (DOCS=false by default) never holds Swagger UI in memory.
+  const [{ default: swagger }, { default: swaggerUi }] = await Promise.all([import('@fastify/swagger'), import('@fastify/swagger-ui')])
   await app.register(swagger, {
     openapi: {
       openapi: '3.0.3',

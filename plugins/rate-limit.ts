@@ -1,7 +1,7 @@
 import rateLimit, { type CreateRateLimitOptions, type FastifyRateLimitStore } from '@fastify/rate-limit'
 import type { FastifyBaseLogger, preHandlerAsyncHookHandler } from 'fastify'
 import fp from 'fastify-plugin'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
 import { RateLimited } from '../src/errors.js'
 import type { RateLimitName } from '../src/metrics.js'
 
@@ -144,11 +144,12 @@ function storeOver (counters: FailoverCounters) {
  */
 export default fp(async (app) => {
   const { config } = app
+  // ioredis is loaded only with REDIS_URL: a single instance never holds its code in memory.
   const redis = config.redisUrl === undefined
     ? undefined
     // No offline queue and a command deadline: while Redis is away a command fails at once (and
     // the count moves to memory) rather than waiting for a reconnection.
-    : new Redis(config.redisUrl, { connectTimeout: 1000, commandTimeout: 500, maxRetriesPerRequest: 1, enableOfflineQueue: false })
+    : new (await import('ioredis')).Redis(config.redisUrl, { connectTimeout: 1000, commandTimeout: 500, maxRetriesPerRequest: 1, enableOfflineQueue: false })
   if (redis !== undefined) {
     redis.on('error', (error) => app.log.debug({ err: error }, 'redis (rate-limit counters) connection error'))
     app.addHook('onClose', async () => { redis.disconnect() })

@@ -1,9 +1,4 @@
-import { FastifyOtelInstrumentation } from '@fastify/otel'
 import { context, type Tracer } from '@opentelemetry/api'
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks'
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http'
-import { resourceFromAttributes } from '@opentelemetry/resources'
-import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base'
 import fp from 'fastify-plugin'
 
 declare module 'fastify' {
@@ -19,8 +14,9 @@ let isContextInstalled = false
  * The request's context (its span) has to follow the request through promises and callbacks; Node's
  * AsyncLocalStorage carries it. One manager per process, whatever the number of apps in it.
  */
-function installContextManager () {
+async function installContextManager () {
   if (isContextInstalled) return
+  const { AsyncLocalStorageContextManager } = await import('@opentelemetry/context-async-hooks')
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable())
   isContextInstalled = true
 }
@@ -42,7 +38,11 @@ export default fp(async (app) => {
     app.decorate('tracer', undefined)
     return
   }
-  installContextManager()
+  // The SDK is loaded only when tracing is on: a server without it never holds that code in memory.
+  const [{ FastifyOtelInstrumentation }, { OTLPTraceExporter }, { resourceFromAttributes }, { BasicTracerProvider, BatchSpanProcessor }] = await Promise.all([
+    import('@fastify/otel'), import('@opentelemetry/exporter-trace-otlp-http'), import('@opentelemetry/resources'), import('@opentelemetry/sdk-trace-base'),
+  ])
+  await installContextManager()
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ 'service.name': otelServiceName }),
     spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: `${otelEndpoint}/v1/traces` }))],

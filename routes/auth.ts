@@ -115,6 +115,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.post('/refresh', {
+    config: { duringEnrolment: true },
     schema: {
       tags: ['auth'],
       summary: 'Rotate the refresh cookie and issue a new access cookie',
@@ -162,6 +163,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.post('/logout', {
+    config: { duringEnrolment: true },
     preHandler: app.tokenRequired(),
     schema: {
       tags: ['auth'],
@@ -234,6 +236,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.get('/me', {
+    config: { duringEnrolment: true },
     preHandler: app.tokenRequired(),
     schema: { tags: ['auth'], summary: 'The signed-in user', security: signedIn, response: { 200: UserEnvelope } },
   }, async (request) => {

@@ -14,7 +14,12 @@ const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     // breaker; a probe that gets a 503 here would restart a healthy process.
     config: { rateLimit: false, shed: false, needsDatabase: false },
     schema: { tags: ['health'], summary: 'Liveness: the process is up', response: { 200: Status } },
-  }, async () => ({ status: 'ok' as const }))
+  }, async (_request, reply) => {
+    // Any page may read "ok" (the rest of the API is same-origin only): the example frontend probes
+    // it to tell "the API refused my origin" (CORS) from "the API is unreachable".
+    reply.header('cross-origin-resource-policy', 'cross-origin')
+    return { status: 'ok' as const }
+  })
 
   app.get('/ready', {
     config: { rateLimit: false },

@@ -1,6 +1,7 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { accountKeyOfUser } from '../plugins/account-limit.js'
+import { openEveryRouteDuringEnrolment } from '../plugins/auth.js'
 import {
   countRecoveryCodesLeft, disableTotp, enableTotp, findTotp, replaceRecoveryCodes, startTotpEnrolment,
 } from '../src/db/queries/mfa.js'
@@ -31,6 +32,8 @@ const MfaToken = Type.String({ minLength: 1, maxLength: 200, description: '`mfa_
  */
 const mfaRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const { config } = app
+  // A user who must have a second factor can reach every route here: they are how one gets it.
+  openEveryRouteDuringEnrolment(app)
 
   // The per-account limit on wrong codes. Kept to these two call sites so the shared per-account
   // limiter (app.accountLimit) can replace them in one place.

@@ -53,7 +53,7 @@ t.test('MFA_REQUIRED_ROLES: an admin without a factor may only enrol; a promotio
 })
 
 t.test('an admin who must enrol can still sign out first', async (t) => {
-  const bob = await signIn(app, undefined, 'admin')
+  const bob = await signIn(app, { role: 'admin' })
   t.equal((await app.inject({ method: 'GET', url: '/api/tasks', cookies: bob.cookies })).json().code, 'MFA_ENROLMENT_REQUIRED')
   t.equal((await app.inject({ method: 'POST', url: '/api/auth/logout', cookies: bob.cookies })).statusCode, 204)
 })

@@ -55,7 +55,7 @@ t.test('validation messages name the field and say the rule in words', async (t)
 })
 
 t.test('a role is one of the named choices', async (t) => {
-  const admin = await signIn(app, undefined, 'admin')
+  const admin = await signIn(app, { role: 'admin' })
   const response = await app.inject({ method: 'PATCH', url: `/api/users/${alice.id}`, payload: { role: 'root' }, cookies: admin.cookies })
   t.equal(response.statusCode, 400)
   t.equal(response.json().message, 'body/role must be one of: user, admin')

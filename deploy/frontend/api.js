@@ -1,6 +1,6 @@
 import { API_BASE } from './config.js'
 
-/** A failed call: `status` 0 means no answer could be read (unreachable, or refused by CORS). */
+/** A failed call: `status` 0 means no answer could be read (code `NETWORK`, or `CORS_REFUSED`). */
 export class ApiError extends Error {
   constructor (status, body = {}) {
     super(body.message || `Request failed (${status})`)
@@ -31,6 +31,20 @@ function send (method, path, body) {
     init.body = JSON.stringify(body)
   }
   return fetch(`${API_BASE}${path}`, init)
+}
+
+/**
+ * A browser reports a CORS refusal exactly like a network failure. The API's liveness route may be
+ * read by any page (it says only "ok"), so an opaque request to it tells the two apart: it comes back
+ * when the API is up and only this page's origin was refused.
+ */
+async function unreadableAnswerCode () {
+  try {
+    await fetch(`${API_BASE}/api/health`, { mode: 'no-cors', credentials: 'omit', cache: 'no-store' })
+    return 'CORS_REFUSED'
+  } catch {
+    return 'NETWORK'
+  }
 }
 
 async function readBody (response) {
@@ -70,7 +84,7 @@ export async function request (method, path, body, { refresh = true } = {}) {
   try {
     response = await send(method, path, body)
   } catch {
-    throw new ApiError(0, {})
+    throw new ApiError(0, { code: await unreadableAnswerCode() })
   }
   let payload = await readBody(response)
   if (response.status === 401 && refresh && !NOT_CURABLE.has(payload?.code)) {

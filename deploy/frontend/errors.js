@@ -2,8 +2,9 @@
 // message is a fallback only: it is written for developers.
 
 const MESSAGES = {
-  // A browser reports a CORS refusal exactly like a network failure, so this names both.
-  NETWORK: 'Can’t reach the server. Check your connection and try again. (Running it yourself? This page’s address must be in the API’s CORS_ORIGINS.)',
+  NETWORK: 'Can’t reach the server. Check your connection and try again.',
+  // The API is up but did not let this page read its answer (api.js tells the two apart).
+  CORS_REFUSED: 'The server is up but refuses this page’s address. (Running it yourself? Add this page’s origin to the API’s CORS_ORIGINS.)',
   BAD_CREDENTIALS: 'That username and password don’t match. Check both and try again.',
   USERNAME_TAKEN: 'That username is already taken. Please choose another one.',
   PASSWORD_TOO_COMMON: 'That password is one of the most common ones and easy to guess. Please choose another.',

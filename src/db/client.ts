@@ -1,10 +1,8 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { PGlite } from '@electric-sql/pglite'
+import type { PGlite } from '@electric-sql/pglite'
 import { sql } from 'drizzle-orm'
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core'
-import { drizzle as drizzlePglite } from 'drizzle-orm/pglite'
-import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator'
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js'
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator'
 import postgres from 'postgres'
@@ -156,6 +154,10 @@ async function openEmbedded (dataDir: string, loadDataDir: Blob | undefined): Pr
   }
   // One process at a time (see lockDataDir): a second one refuses here, before it reads anything.
   const unlock = inMemory ? () => {} : lockDataDir(dataDir)
+  // Loaded only here: a server on Postgres never holds PGlite's code (about 15 MiB of memory).
+  const [{ PGlite }, { drizzle: drizzlePglite }, { migrate: migratePglite }] = await Promise.all([
+    import('@electric-sql/pglite'), import('drizzle-orm/pglite'), import('drizzle-orm/pglite/migrator'),
+  ])
   let client: PGlite
   try {
     // A dump is only loaded into memory: a data directory on disk keeps what it holds.

@@ -13,7 +13,8 @@
 // created there and dropped at the end), BENCH_DURATION, BENCH_WARMUP (seconds), BENCH_API_ENTRY (a
 // server.js other than dist/src/server.js, for A/B runs), BENCH_LOG_LEVEL (the API's LOG_LEVEL, warn by
 // default; `info` shows what request logging costs), BENCH_API_ENV (extra `NAME=value,NAME=value` for the
-// API process, for A/B runs). Loads go to 127.0.0.1 only, each bounded in
+// API process, for A/B runs), BENCH_API_NODE_ARGS (flags for the API's node, e.g.
+// `--cpu-prof --cpu-prof-dir=bench-results/profiles`; read a profile with test/bench/profile-summary.ts). Loads go to 127.0.0.1 only, each bounded in
 // time; every child process is killed at the end, failure or not.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -196,10 +197,11 @@ function apiEnv (databaseUrl: string, port: number, jwtSecret: string): Record<s
 }
 
 function apiArgs (source: boolean): string[] {
-  if (source) return ['--import', 'tsx', join(root, 'src', 'server.ts')]
+  const nodeArgs = (process.env.BENCH_API_NODE_ARGS ?? '').split(' ').filter((arg) => arg !== '')
+  if (source) return [...nodeArgs, '--import', 'tsx', join(root, 'src', 'server.ts')]
   const entry = process.env.BENCH_API_ENTRY ?? join(root, 'dist', 'src', 'server.js')
   if (!existsSync(entry)) throw new Error(`${entry} is missing: run \`npm run build\` first (npm run bench does), or pass --source`)
-  return [entry]
+  return [...nodeArgs, entry]
 }
 
 /** Spawns the API and times it to /api/health/ready answering 200. */

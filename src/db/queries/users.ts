@@ -1,4 +1,5 @@
 import { desc, eq, sql } from 'drizzle-orm'
+import type { SelectResultFields } from 'drizzle-orm/query-builders/select.types'
 import type { Db } from '../client.js'
 import { users, type Role } from '../schema.js'
 import { LastAdmin, sqlState, UsernameTaken } from '../../errors.js'
@@ -14,8 +15,8 @@ export const publicUser = {
   mfa: hasSecondFactor,
 }
 
-/** A user as the API shows it: publicUser's columns, and whether a second factor is set up. */
-export interface UserRow { id: string, username: string, role: Role, createdAt: Date, mfa: boolean }
+/** A user as the API shows it: publicUser's columns, typed by Drizzle from the selection itself. */
+export type UserRow = SelectResultFields<typeof publicUser>
 
 const UNIQUE_VIOLATION = '23505'
 
