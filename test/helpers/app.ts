@@ -9,7 +9,7 @@ import { loadConfig, type Config } from '../../src/config.js'
 import { openDatabase, type Database } from '../../src/db/client.js'
 import { users } from '../../src/db/schema.js'
 import { hashPassword } from '../../src/passwords.js'
-import { migratedEmbeddedDump, postgresTemplate } from './database-templates.js'
+import { migratedEmbeddedDump, postgresTemplate, whileBusy } from './database-templates.js'
 
 export interface TestContext {
   teardown (fn: () => unknown): void
@@ -57,16 +57,7 @@ export async function freshDatabaseUrl (t: TestContext, options: FreshDatabaseOp
  * session is connected to it, which happens for a moment when two files clone it at once: retried.
  */
 async function createDatabase (admin: postgres.Sql, name: string, template: string | undefined): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await admin.unsafe(template === undefined ? `create database ${name}` : `create database ${name} template ${template}`)
-      return
-    } catch (error) {
-      const busy = (error as { code?: string }).code === '55006'
-      if (!busy || attempt >= 20) throw error
-      await new Promise((resolve) => setTimeout(resolve, 100 * attempt))
-    }
-  }
+  await whileBusy(() => admin.unsafe(template === undefined ? `create database ${name}` : `create database ${name} template ${template}`))
 }
 
 /** An embedded in-memory database loaded from the run's migrated dump (seconds faster than a new one), closed at teardown. */

@@ -59,6 +59,23 @@ export function migratedEmbeddedDump (): Promise<Blob> {
   return dump
 }
 
+/**
+ * Runs a statement that needs no other session on a database (CREATE DATABASE … TEMPLATE, ALTER
+ * DATABASE … RENAME), retried while Postgres says one is there (55006): a session that just closed
+ * can linger a moment before its backend exits.
+ */
+export async function whileBusy (statement: () => Promise<unknown>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await statement()
+      return
+    } catch (error) {
+      if ((error as { code?: string }).code !== '55006' || attempt >= 20) throw error
+      await new Promise((resolve) => setTimeout(resolve, 100 * attempt))
+    }
+  }
+}
+
 // Any constant other than the app's own migration lock: it guards building the template.
 const TEMPLATE_LOCK_ID = 7_310_442_020
 const templates = new Map<string, Promise<string>>()
@@ -95,7 +112,7 @@ async function buildPostgresTemplate (serverUrl: string): Promise<string> {
       } finally {
         await database.close()
       }
-      await admin.unsafe(`alter database ${building} rename to ${name}`)
+      await whileBusy(() => admin.unsafe(`alter database ${building} rename to ${name}`))
     }
     await admin`select pg_advisory_unlock(${TEMPLATE_LOCK_ID})`
   } finally {
