@@ -88,3 +88,27 @@ t.test('a login is audited with its session', async (t) => {
   const [event] = await app.db.select().from(auditEvents).where(and(eq(auditEvents.userId, id), eq(auditEvents.type, 'login')))
   t.match(event, { actorId: id, ip: '127.0.0.1', detail: { sessionId: String } })
 })
+
+t.test('an unknown user and a wrong password take a similar time (medians of 20, a generous factor)', async (t) => {
+  // Both answers must cost one password hash: an unknown name answered without one would be an
+  // order of magnitude faster and tell an attacker which names exist. Four accounts, five wrong
+  // passwords each, stay under the per-account limit; every attempt comes from its own address.
+  const accounts = await Promise.all(Array.from({ length: 4 }, () => signIn(app)))
+  const timed = async (username: string, address: string) => {
+    const started = performance.now()
+    const response = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username, password: 'not-the-password-2' }, remoteAddress: address })
+    t.equal(response.statusCode, 401)
+    return performance.now() - started
+  }
+  const wrongPassword: number[] = []
+  const unknownUser: number[] = []
+  // Interleaved, so that a slow moment of a loaded machine falls on both series alike.
+  for (let i = 0; i < 20; i++) {
+    wrongPassword.push(await timed(accounts[i % 4]!.username, `192.0.2.${i + 1}`))
+    unknownUser.push(await timed(`nobody_${i}_timing`, `192.0.2.${i + 101}`))
+  }
+  const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+  const [wrong, unknown] = [median(wrongPassword), median(unknownUser)]
+  const ratio = Math.max(wrong, unknown) / Math.min(wrong, unknown)
+  t.ok(ratio < 3, `medians ${wrong.toFixed(1)} ms (wrong password) and ${unknown.toFixed(1)} ms (unknown user): within a factor of 3 (${ratio.toFixed(2)})`)
+})

@@ -1,13 +1,12 @@
 import t from 'tap'
 import { eq, sql } from 'drizzle-orm'
 import type { FastifyInstance } from 'fastify'
-import { auditEvents, sessions } from '../src/db/schema.js'
+import { auditEvents, refreshTokens, sessions } from '../src/db/schema.js'
 import { buildTestApp, cookiesFrom, setCookieLines, signIn, type Cookies } from './helpers/app.js'
 import { decodePayload } from './helpers/jwt.js'
 
 const REFRESH = '__Secure-refresh_token'
 const ACCESS = '__Host-access_token'
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const refresh = (app: FastifyInstance, cookies: Cookies) => app.inject({ method: 'POST', url: '/api/auth/refresh', cookies })
 const sessionOf = (cookies: Cookies) => decodePayload(cookies[ACCESS]!).sid as string
 
@@ -61,11 +60,14 @@ t.test('the replaced token within the grace gets a new access cookie and no refr
 })
 
 t.test('a replaced token presented after the grace is reuse: 401 REFRESH_REUSED, the whole session revoked', async (t) => {
-  const strict = await buildTestApp(t, { refreshReuseGrace: 0 })
+  // The default grace; the replacement moved 11 s back in the database rather than waited for.
+  const strict = await buildTestApp(t)
+  t.equal(strict.config.refreshReuseGrace, 10)
   const alice = await signIn(strict)
   const rotated = await refresh(strict, alice.cookies)
   const newest = cookiesFrom(rotated, alice.cookies)
-  await sleep(5)
+  await strict.db.update(refreshTokens).set({ replacedAt: sql`${refreshTokens.replacedAt} - interval '11 seconds'` })
+    .where(eq(refreshTokens.sessionId, sessionOf(alice.cookies)))
   const reuse = await refresh(strict, alice.cookies)
   t.equal(reuse.statusCode, 401)
   t.equal(reuse.json().code, 'REFRESH_REUSED')

@@ -1,4 +1,5 @@
 import t from 'tap'
+import { createSign, generateKeyPairSync } from 'node:crypto'
 import { eq } from 'drizzle-orm'
 import { users } from '../src/db/schema.js'
 import { buildTestApp, signIn } from './helpers/app.js'
@@ -11,6 +12,16 @@ const alice = await signIn(app)
 const aliceToken = alice.cookies['__Host-access_token']!
 const claims = decodePayload(aliceToken)
 const now = Math.floor(Date.now() / 1000)
+
+const ATTACKER_KEY = 'attacker-key-attacker-key-attacker-key!!'
+
+/** RS256 signed with a key the attacker made, its public half embedded in the `jwk` header. */
+function rsaTokenWithEmbeddedKey (payload: Record<string, unknown>): string {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  const b64 = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url')
+  const body = `${b64({ alg: 'RS256', typ: 'JWT', jwk: publicKey.export({ format: 'jwk' }) })}.${b64(payload)}`
+  return `${body}.${createSign('RSA-SHA256').update(body).sign(privateKey).toString('base64url')}`
+}
 
 /** The same request with the token in the cookie, then in the Authorization header. */
 async function bothWays (token: string) {
@@ -33,6 +44,9 @@ t.test('forged and broken tokens are refused with 401 from cookie and header ali
     ['the wrong key', forgeToken({ ...claims }, 'some-other-key-that-is-also-32-bytes-long!'), 'TOKEN_INVALID'],
     ['a kid header pointing elsewhere', forgeToken({ ...claims }, 'attacker-key-attacker-key-attacker-key!!', { alg: 'HS256', kid: '../../dev/null' }), 'TOKEN_INVALID'],
     ['a jku header', forgeToken({ ...claims }, 'attacker-key-attacker-key-attacker-key!!', { alg: 'HS256', jku: 'http://127.0.0.1:1/keys' }), 'TOKEN_INVALID'],
+    ['an x5u header', forgeToken({ ...claims }, ATTACKER_KEY, { alg: 'HS256', x5u: 'http://127.0.0.1:1/cert.pem' }), 'TOKEN_INVALID'],
+    ['a jwk header carrying the attacker\'s HMAC key', forgeToken({ ...claims }, ATTACKER_KEY, { alg: 'HS256', jwk: { kty: 'oct', k: Buffer.from(ATTACKER_KEY).toString('base64url') } }), 'TOKEN_INVALID'],
+    ['a jwk header carrying the attacker\'s RSA key (RS256)', rsaTokenWithEmbeddedKey({ ...claims }), 'TOKEN_INVALID'],
     ['a tampered payload', `${header}.${Buffer.from(JSON.stringify({ ...claims, role: 'admin' })).toString('base64url')}.${aliceToken.split('.')[2]}`, 'TOKEN_INVALID'],
     ['expired', forgeToken({ ...claims, iat: now - 3600, exp: now - 60 }, SECRET), 'TOKEN_EXPIRED'],
     ['no exp', forgeToken(Object.fromEntries(Object.entries(claims).filter(([k]) => k !== 'exp')), SECRET), 'TOKEN_INVALID'],

@@ -6,6 +6,7 @@ import { CREDENTIAL_LIMITS } from '../plugins/rate-limit.js'
 import { auditEvents, sessions } from '../src/db/schema.js'
 import { buildTestApp, cookiesFrom, setCookieLines, signIn, STRONG_PASSWORD } from './helpers/app.js'
 import { FaultProxy } from './helpers/fault-proxy.js'
+import { toolSkip } from './helpers/tools.js'
 
 const login = (app: Awaited<ReturnType<typeof buildTestApp>>, username: string, password: string, remoteAddress = '198.51.100.7', headers: Record<string, string> = {}) =>
   app.inject({ method: 'POST', url: '/api/auth/login', payload: { username, password }, remoteAddress, headers })
@@ -182,7 +183,7 @@ async function redisAvailable (): Promise<boolean> {
   })
 }
 
-t.test('with REDIS_URL two instances share their counters', { skip: await redisAvailable() ? false : 'no Redis on 127.0.0.1:6379' }, async (t) => {
+t.test('with REDIS_URL two instances share their counters', { skip: toolSkip(t, 'Redis on 127.0.0.1:6379', await redisAvailable(), 'apt-get install redis-server; .ci/run starts it') }, async (t) => {
   const first = await buildTestApp(t, { redisUrl: 'redis://127.0.0.1:6379' })
   const second = await buildTestApp(t, { redisUrl: 'redis://127.0.0.1:6379' })
   const username = `shared_${randomUUID().slice(0, 8)}`
@@ -213,7 +214,7 @@ t.test('an unreachable Redis never switches the limits off: counting moves to th
   await assertLimitsHold(t, app, 'Redis unreachable from the start')
 })
 
-t.test('Redis stopped mid-run: the limits go on in the instance', { skip: await redisAvailable() ? false : 'no Redis on 127.0.0.1:6379' }, async (t) => {
+t.test('Redis stopped mid-run: the limits go on in the instance', { skip: toolSkip(t, 'Redis on 127.0.0.1:6379', await redisAvailable(), 'apt-get install redis-server; .ci/run starts it') }, async (t) => {
   const proxy = await FaultProxy.start({ host: '127.0.0.1', port: 6379 })
   t.teardown(() => proxy.close())
   const app = await buildTestApp(t, { redisUrl: proxy.urlFor('redis://127.0.0.1:6379') })

@@ -11,9 +11,10 @@ import * as schema from '../src/db/schema.js'
 import { copyFrontendVendor, vendorSource } from '../src/frontend-vendor.js'
 import { projectRoot } from '../src/paths.js'
 import {
-  ChildWithLogs, cookieHeader, findProgram, freePort, randomHex, request, run, sleep, startSlowPost, updateJar, waitFor,
+  ChildWithLogs, cookieHeader, findProgram, freePort, randomHex, request, run, startSlowPost, updateJar, waitFor,
   type Answer, type RequestOptions,
 } from './helpers/deploy-stack.js'
+import { programSkip } from './helpers/tools.js'
 
 const ROLLING_CLIENT = '127.0.0.5'
 
@@ -159,7 +160,8 @@ const serverUrl = process.env.TEST_DATABASE_URL || 'postgres://postgres@127.0.0.
 
 async function whyUnavailable (): Promise<string | undefined> {
   for (const program of ['nginx', 'openssl', 'psql']) {
-    if (findProgram(program) === undefined) return `${program} is not installed`
+    const missing = programSkip(t, program, `apt-get install ${program === 'psql' ? 'postgresql-client' : program}; .ci/run does it`)
+    if (missing !== false) return missing
   }
   const admin = postgres(serverUrl, { max: 1, connect_timeout: 3, onnotice: () => {} })
   try {
@@ -465,10 +467,12 @@ t.test('the real Nginx config in front of two API instances on Postgres', { skip
 
     const failedFrom = await ownerSql<Array<{ ip: string }>>`select distinct ip from audit_events where type = 'login_failed'`
     t.same(failedFrom.map((row) => row.ip), [attacker], 'the audit log records the client, neither Nginx\'s address nor the forged one')
-    await sleep(300)
-    const logged = [...instances.A.lines, ...instances.B.lines]
+    const loggedLogins = () => [...instances.A.lines, ...instances.B.lines]
       .filter((line) => line.msg === 'incoming request' && line.req?.url === '/api/auth/login')
       .map((line) => line.req?.remoteAddress)
+    // The instances' log lines arrive through pipes: wait for the bystander's sign-in, the last one sent.
+    await waitFor('the sign-ins reached the request log', async () => loggedLogins().includes(bystander), 10_000).catch(() => {})
+    const logged = loggedLogins()
     t.notOk(logged.includes('127.0.0.1') || logged.includes(forged), 'the request log never names Nginx or the forged address')
     t.ok(logged.includes(attacker) && logged.includes(bystander), 'it names the clients')
   })
@@ -533,7 +537,9 @@ t.test('the real Nginx config in front of two API instances on Postgres', { skip
     const loop = Promise.all([worker(), worker(), worker(), worker()])
 
     for (const name of ['A', 'B'] as const) {
-      await sleep(1000)
+      // Traffic flowing through both instances before this one stops: 20 more requests answered.
+      const flowing = sent + 20
+      await waitFor('the loop is under way', async () => sent >= flowing, 30_000)
       const instance = instances[name]
       // A request in flight on this instance when SIGTERM arrives (headers in, half the body still
       // to come): the instance must read the rest and answer it before it exits.
@@ -553,7 +559,9 @@ t.test('the real Nginx config in front of two API instances on Postgres', { skip
       t.ok(sent > sentBeforeRestart, `requests kept flowing while ${name} was down (${sent - sentBeforeRestart})`)
     }
     const restartedMarker = 'loop='
-    await sleep(1500)
+    // Both restarted instances take loop requests again before the loop stops.
+    await waitFor('both restarted instances serve the loop', async () =>
+      instances.A.urlsWith(restartedMarker).length > 0 && instances.B.urlsWith(restartedMarker).length > 0, 30_000).catch(() => {})
     loopState.stopping = true
     await loop
     t.ok(sent >= 50, `the loop ran (${sent} requests)`)

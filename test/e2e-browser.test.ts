@@ -8,13 +8,14 @@ import {
   CHROMIUM, hasChromium, launchChromium, newProfile, screenshot, signInThroughForm,
   startHostileSite, startStack, textOf, waitForText, watchForPageErrors, type SeenRequest,
 } from './helpers/e2e-browser.js'
+import { toolSkip } from './helpers/tools.js'
 
 // Short enough that the access cookie runs out between two clicks: every scenario below also
 // proves that the silent refresh works while the user just goes on.
 const ACCESS_TOKEN_TTL = 2
 const PAST_EXPIRY_MS = ACCESS_TOKEN_TTL * 1000 + 600
 
-const skip = hasChromium() ? false : `${CHROMIUM} is not installed (apt-get install chromium; .ci/run does it)`
+const skip = toolSkip(t, CHROMIUM, hasChromium(), 'apt-get install chromium; .ci/run does it')
 
 t.test('the example frontend on localhost works against the API on 127.0.0.1, another site', { skip }, async (t) => {
   const { app, seen, apiOrigin, frontendUrl, mirrorFrontendUrl } = await startStack(t, { accessTokenTtl: ACCESS_TOKEN_TTL })

@@ -6,11 +6,12 @@ import { signIn, STRONG_PASSWORD } from './helpers/app.js'
 import {
   CHROMIUM, hasChromium, launchChromium, newProfile, signInThroughForm, startStack, textOf, waitForText, watchForPageErrors,
 } from './helpers/e2e-browser.js'
+import { toolSkip } from './helpers/tools.js'
 
 // What a newcomer meets in the first hour with the example frontend: it follows the API's port (the
 // stack takes free ports), a signed-out load is quiet, a keyboard user keeps their place, and a role
 // changes only after a yes.
-const skip = hasChromium() ? false : `${CHROMIUM} is not installed (apt-get install chromium; .ci/run does it)`
+const skip = toolSkip(t, CHROMIUM, hasChromium(), 'apt-get install chromium; .ci/run does it')
 
 /** What has the focus: its tag, label and text, enough to tell the controls apart. */
 const focused = (page: Page) => page.evaluate(() => {

@@ -5,10 +5,11 @@ import { STRONG_PASSWORD } from './helpers/app.js'
 import {
   CHROMIUM, hasChromium, launchChromium, newProfile, screenshot, startStack, textOf, waitForText, watchForPageErrors,
 } from './helpers/e2e-browser.js'
+import { toolSkip } from './helpers/tools.js'
 import { roomInStep, totpCode } from './helpers/mfa.js'
 
 // Run under the shared lock (fixed ports, Chromium): flock /tmp/heavy.lock npx tap test/e2e-mfa.test.ts
-const skip = hasChromium() ? false : `${CHROMIUM} is not installed (apt-get install chromium; .ci/run does it)`
+const skip = toolSkip(t, CHROMIUM, hasChromium(), 'apt-get install chromium; .ci/run does it')
 
 t.test('two-step sign-in in Chromium: enrol from the page, then sign in with a code and with a recovery code', { skip }, async (t) => {
   const { app, frontendUrl } = await startStack(t)

@@ -7,6 +7,7 @@ import { refreshTokens, users } from '../src/db/schema.js'
 import { buildApp } from '../src/app.js'
 import { cookiesFrom, openTestDatabase, signIn, STRONG_PASSWORD, testConfig } from './helpers/app.js'
 import { promtool, sampleOf, scrape } from './helpers/metrics.js'
+import { toolSkip } from './helpers/tools.js'
 
 const TOKEN = 'metrics-token-for-tests-0123456789'
 const REFRESH = '__Secure-refresh_token'
@@ -18,7 +19,7 @@ const hasPromtool = (() => {
     return false
   }
 })()
-const noPromtool = hasPromtool ? false : 'promtool is missing (apt-get install -y prometheus)'
+const noPromtool = toolSkip(t, 'promtool', hasPromtool, 'apt-get install -y prometheus')
 
 t.test('with METRICS_TOKEN', async (t) => {
   // The database opened here, not by the app: a new embedded one can take longer than Fastify

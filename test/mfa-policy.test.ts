@@ -10,6 +10,7 @@ import { auditEvents, sessions, users } from '../src/db/schema.js'
 import { createSecretBox } from '../src/secret-box.js'
 import { buildTestApp, promote, signIn, testConfig } from './helpers/app.js'
 import { enrolTotp, passwordStep, roomInStep, totpCode, verifyCode } from './helpers/mfa.js'
+import { toolSkip } from './helpers/tools.js'
 
 // One app (one database) for the whole file: a new embedded database costs seconds. Admins must
 // have a second factor here; the other tests use plain users, whom that does not touch.
@@ -141,7 +142,7 @@ async function redisAvailable (): Promise<boolean> {
   })
 }
 
-t.test('wrong codes are limited per account across two instances sharing Redis', { skip: await redisAvailable() ? false : 'no Redis on 127.0.0.1:6379' }, async (t) => {
+t.test('wrong codes are limited per account across two instances sharing Redis', { skip: toolSkip(t, 'Redis on 127.0.0.1:6379', await redisAvailable(), 'apt-get install redis-server; .ci/run starts it') }, async (t) => {
   // Two instances of one deployment share the database, Redis and ENCRYPTION_KEY.
   const instance = async () => {
     const instance = await buildApp({

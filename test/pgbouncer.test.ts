@@ -9,6 +9,7 @@ import { buildApp } from '../src/app.js'
 import { openDatabase } from '../src/db/client.js'
 import { cookiesFrom, freshDatabaseUrl, testConfig, uniqueName, STRONG_PASSWORD, type Cookies } from './helpers/app.js'
 import { pgbouncerBinary, startPgBouncer, type PgBouncer } from './helpers/pgbouncer.js'
+import { toolSkip } from './helpers/tools.js'
 
 const POOL_SIZE = 2 // PgBouncer's server connections: fewer than the API's 10
 const USERS = 4
@@ -18,8 +19,8 @@ const serverUrl = process.env.TEST_DATABASE_URL
 if (serverUrl === undefined || serverUrl === '') {
   t.comment('runs in the Postgres pass only (TEST_DATABASE_URL): a pooler sits in front of a Postgres server')
   t.pass('nothing to pool without a Postgres server')
-} else if (pgbouncerBinary() === undefined && process.env.CI === undefined) {
-  t.test('the API behind PgBouncer', { skip: 'pgbouncer is not installed (apt-get install pgbouncer); CI installs it' }, async () => {})
+} else if (pgbouncerBinary() === undefined) {
+  t.test('the API behind PgBouncer', { skip: toolSkip(t, 'pgbouncer', false, 'apt-get install pgbouncer; .ci/run does it') }, async () => {})
 } else {
   await main(serverUrl)
 }

@@ -11,10 +11,6 @@ const METRICS_TOKEN = 'metrics-token-for-fault-tests-01'
 if (process.env.TEST_DATABASE_URL === undefined || process.env.TEST_DATABASE_URL === '') {
   t.plan(0, 'needs TEST_DATABASE_URL: only a networked Postgres has a link to cut or stall')
 } else {
-  // Runs last. After a storm of stalls postgres.js (3.4.9) can keep a connection's timers alive
-  // past end() (the same storm in which it loses a query, which is why client.ts bounds each query):
-  // nothing is left to wait for once everything is closed, so do not let them hold the file open.
-  t.teardown(() => { setTimeout(() => process.exit(), 1000).unref() })
   const databaseUrl = (await freshDatabaseUrl(t))!
   const target = new URL(databaseUrl)
   const proxy = await FaultProxy.start({ host: target.hostname, port: Number(target.port || 5432) })

@@ -4,6 +4,7 @@ import Fastify from 'fastify'
 import errorsPlugin from '../plugins/errors.js'
 import pressurePlugin, { OVERLOAD_RETRY_AFTER_S } from '../plugins/pressure.js'
 import { buildTestApp, signIn } from './helpers/app.js'
+import { waitUntil } from './helpers/server-process.js'
 
 /** Keeps the event loop saturated: turns of `tickMs` of synchronous work, for `totalMs`. */
 async function saturate (totalMs: number, tickMs: number) {
@@ -53,8 +54,9 @@ t.test('a heap over its limit sheds requests the same way (plugin alone, tiny li
   app.get('/api/health', { config: { shed: false } }, async () => ({ status: 'ok' }))
   t.teardown(() => app.close())
   await app.ready()
-  await sleep(150)
-  const response = await app.inject({ method: 'GET', url: '/api/work' })
+  // The first heap sample (every 50 ms) turns shedding on: wait for it rather than for a fixed time.
+  let response = await app.inject({ method: 'GET', url: '/api/work' })
+  await waitUntil(async () => { response = await app.inject({ method: 'GET', url: '/api/work' }); return response.statusCode !== 200 }, 'the first heap sample')
   t.equal(response.statusCode, 503)
   t.match(response.json(), { statusCode: 503, code: 'OVERLOADED' })
   t.equal(response.headers['retry-after'], String(OVERLOAD_RETRY_AFTER_S))

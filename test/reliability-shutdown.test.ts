@@ -2,17 +2,24 @@ import t from 'tap'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import postgres from 'postgres'
 import { freshDatabaseUrl, STRONG_PASSWORD, uniqueName } from './helpers/app.js'
 import { HttpClient, holdRequestOpen, isRefused } from './helpers/http-client.js'
-import { killServer, startServer } from './helpers/server-process.js'
+import { countInOutput, killServer, startServer, waitForOutput, waitUntil, type ServerProcess } from './helpers/server-process.js'
 
 // The real server process, on Postgres when TEST_DATABASE_URL is set, else on PGlite in a temp folder.
 const databaseUrl = await freshDatabaseUrl(t)
 const dataDir = await mkdtemp(join(tmpdir(), 'cookie-auth-shutdown-'))
 t.teardown(() => rm(dataDir, { recursive: true, force: true }))
 const env = { DATA_DIR: dataDir, DATABASE_URL: databaseUrl ?? '', RATE_LIMIT_ALLOWLIST: '127.0.0.1' }
+
+const INCOMING = /"msg":"incoming request"/
+
+/** After a signal: the server said so and stopped listening (new connections refused). */
+async function stoppedListening (server: ServerProcess): Promise<void> {
+  await waitForOutput(server, /"msg":"shutting down"/)
+  await waitUntil(() => isRefused(server.port), 'new connections refused after the signal')
+}
 
 /** Backends connected to the test database, other than the one asking. */
 async function backendsOn (url: string): Promise<number> {
@@ -35,14 +42,15 @@ t.test('SIGTERM: stops accepting, finishes requests in flight, closes the pool, 
 
   // In flight when the signal comes: a registration whose body is half sent (so surely accepted and
   // unfinished), and sign-ins busy hashing.
+  const received = countInOutput(server, INCOMING)
   const held = await holdRequestOpen(server.port, '/api/auth/register', { username: uniqueName('late'), password: STRONG_PASSWORD })
   const signIns = Array.from({ length: 4 }, () => new HttpClient(server.url).request('POST', '/api/auth/login', { username, password: STRONG_PASSWORD }))
-  // Long enough for the server to have read the requests' headers: from then on they are in flight.
-  await sleep(150)
+  // The server logged all five requests: from then on they are in flight.
+  await waitForOutput(server, INCOMING, received + 5)
   const signalledAt = performance.now()
   server.child.kill('SIGTERM')
 
-  await sleep(300)
+  await stoppedListening(server)
   t.ok(server.isRunning(), 'still running while a request is unfinished')
   t.ok(await isRefused(server.port), 'new connections are refused')
   const answer = await held.finish()
@@ -73,10 +81,11 @@ t.test('a second signal forces the exit at once', async (t) => {
   const server = await startServer(env)
   t.teardown(() => killServer(server))
   // Never finished: without a second signal, shutdown would wait out the whole grace period.
+  const received = countInOutput(server, INCOMING)
   const held = await holdRequestOpen(server.port, '/api/auth/register', { username: uniqueName('stuck'), password: STRONG_PASSWORD })
-  await sleep(150)
+  await waitForOutput(server, INCOMING, received + 1)
   server.child.kill('SIGTERM')
-  await sleep(500)
+  await stoppedListening(server)
   t.ok(server.isRunning(), 'the first signal waits for the request in flight')
   const secondAt = performance.now()
   server.child.kill('SIGTERM')

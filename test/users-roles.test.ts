@@ -11,9 +11,9 @@ const as = (who: SignedIn | undefined, method: 'GET' | 'PATCH' | 'DELETE', url: 
   app.inject({ method, url, ...(who ? { cookies: who.cookies } : {}), ...(payload ? { payload } : {}) })
 
 t.test('the access-control matrix: anonymous, the user themself, another user, an admin', async (t) => {
-  const admin = await signIn(app, { role: 'admin' })
-  const owner = await signIn(app)
-  const other = await signIn(app)
+  const admin = await signIn(app, { role: 'admin', seeded: true })
+  const owner = await signIn(app, { seeded: true })
+  const other = await signIn(app, { seeded: true })
   const cases: Array<[string, 'GET' | 'PATCH' | 'DELETE', string, object | undefined, [number, number, number, number]]> = [
     //                                                         anonymous, owner, other, admin
     ['list users', 'GET', '/api/users', undefined, [401, 403, 403, 200]],
@@ -35,8 +35,8 @@ t.test('the access-control matrix: anonymous, the user themself, another user, a
 })
 
 t.test('only an admin may change a role, and a refused write changes nothing', async (t) => {
-  const admin = await signIn(app, { role: 'admin' })
-  const alice = await signIn(app)
+  const admin = await signIn(app, { role: 'admin', seeded: true })
+  const alice = await signIn(app, { seeded: true })
   const promote = { role: 'admin' }
   t.equal((await as(undefined, 'PATCH', `/api/users/${alice.id}`, promote)).statusCode, 401)
   t.equal((await as(alice, 'PATCH', `/api/users/${alice.id}`, promote)).json().code, 'FORBIDDEN_ROLE', 'no self-promotion')
@@ -56,8 +56,8 @@ t.test('only an admin may change a role, and a refused write changes nothing', a
 })
 
 t.test('a demoted admin loses admin routes on the next request', async (t) => {
-  const root = await signIn(app, { role: 'admin' })
-  const deputy = await signIn(app, { role: 'admin' })
+  const root = await signIn(app, { role: 'admin', seeded: true })
+  const deputy = await signIn(app, { role: 'admin', seeded: true })
   t.equal((await as(deputy, 'GET', '/api/audit')).statusCode, 200)
   t.equal((await as(root, 'PATCH', `/api/users/${deputy.id}`, { role: 'user' })).statusCode, 200)
   const after = await as(deputy, 'GET', '/api/audit')
@@ -67,8 +67,8 @@ t.test('a demoted admin loses admin routes on the next request', async (t) => {
 
 t.test('the last admin can be neither demoted nor deleted, even by two admins acting at once', async (t) => {
   const solo = await buildTestApp(t)
-  const a = await signIn(solo, { role: 'admin' })
-  const b = await signIn(solo, { role: 'admin' })
+  const a = await signIn(solo, { role: 'admin', seeded: true })
+  const b = await signIn(solo, { role: 'admin', seeded: true })
   const admins = async () => (await solo.db.select({ n: sql<number>`count(*)::int` }).from(users).where(eq(users.role, 'admin')))[0]!.n
   const [demoteB, demoteA] = await Promise.all([
     solo.inject({ method: 'PATCH', url: `/api/users/${b.id}`, cookies: a.cookies, payload: { role: 'user' } }),
@@ -88,7 +88,7 @@ t.test('the last admin can be neither demoted nor deleted, even by two admins ac
   t.equal(await admins(), 1)
 
   // Past the role checks, at the lock itself: both transactions start together.
-  const c = await signIn(solo, { role: 'admin' })
+  const c = await signIn(solo, { role: 'admin', seeded: true })
   const outcomes = await Promise.allSettled([
     solo.db.transaction((tx) => changeRole(tx, c.id, 'user')),
     solo.db.transaction((tx) => changeRole(tx, survivor.id, 'user')),
@@ -97,7 +97,7 @@ t.test('the last admin can be neither demoted nor deleted, even by two admins ac
   t.ok(outcomes.some((o) => o.status === 'rejected' && o.reason instanceof LastAdmin), 'the other finds itself last')
   t.equal(await admins(), 1)
 
-  const d = await signIn(solo, { role: 'admin' })
+  const d = await signIn(solo, { role: 'admin', seeded: true })
   const remaining = (await solo.db.select({ id: users.id }).from(users).where(eq(users.role, 'admin'))).map((u) => u.id)
   t.equal(remaining.length, 2, 'two admins race to be deleted')
   t.ok(remaining.includes(d.id), 'the newly promoted admin among them')
@@ -107,8 +107,8 @@ t.test('the last admin can be neither demoted nor deleted, even by two admins ac
 })
 
 t.test('deleting a user deletes their tasks and ends their sessions at once', async (t) => {
-  const admin = await signIn(app, { role: 'admin' })
-  const dave = await signIn(app)
+  const admin = await signIn(app, { role: 'admin', seeded: true })
+  const dave = await signIn(app, { seeded: true })
   await app.inject({ method: 'POST', url: '/api/tasks', cookies: dave.cookies, payload: { title: 'soon gone' } })
   const response = await as(admin, 'DELETE', `/api/users/${dave.id}`)
   t.equal(response.statusCode, 204)
@@ -121,8 +121,8 @@ t.test('deleting a user deletes their tasks and ends their sessions at once', as
 })
 
 t.test('a user may delete themself but nobody else', async (t) => {
-  const erin = await signIn(app)
-  const frank = await signIn(app)
+  const erin = await signIn(app, { seeded: true })
+  const frank = await signIn(app, { seeded: true })
   t.equal((await as(erin, 'DELETE', `/api/users/${frank.id}`)).statusCode, 404)
   t.ok(await roleOf(frank.id), 'frank still exists')
   const self = await as(erin, 'DELETE', `/api/users/${erin.id}`)
@@ -132,15 +132,15 @@ t.test('a user may delete themself but nobody else', async (t) => {
 })
 
 t.test('an admin can end every session of a user', async (t) => {
-  const admin = await signIn(app, { role: 'admin' })
-  const gina = await signIn(app)
+  const admin = await signIn(app, { role: 'admin', seeded: true })
+  const gina = await signIn(app, { seeded: true })
   t.equal((await as(admin, 'DELETE', `/api/users/${gina.id}/sessions`)).statusCode, 204)
   t.equal((await as(gina, 'GET', '/api/tasks')).statusCode, 401)
   t.equal((await as(admin, 'DELETE', '/api/users/00000000-0000-4000-8000-000000000000/sessions')).statusCode, 404)
 })
 
 t.test('users are listed newest first in keyset pages, without hashes', async (t) => {
-  const admin = await signIn(app, { role: 'admin' })
+  const admin = await signIn(app, { role: 'admin', seeded: true })
   const seen: string[] = []
   let cursor: string | null = null
   do {

@@ -11,7 +11,7 @@ import { frontendOrigins, type Config } from '../../src/config.js'
 import { developmentApi } from '../../src/frontend-config.js'
 import { startFrontend } from '../../src/frontend-server.js'
 import { projectRoot } from '../../src/paths.js'
-import { freshDatabaseUrl, testConfig, type TestContext } from './app.js'
+import { freshDatabaseUrl, openMigratedEmbedded, testConfig, type TestContext } from './app.js'
 import { freePort } from './server-process.js'
 
 /** Debian's Chromium, which .ci/run installs (`apt-get install chromium`). */
@@ -60,7 +60,8 @@ export async function startStack (
   /** Settings that depend on the ports chosen (an identity provider's callback URL, APP_URL). */
   withPorts: (ports: { apiPort: number, frontendPort: number }) => Promise<Partial<Config>> = async () => ({})
 ): Promise<Stack> {
-  const databaseUrl = await freshDatabaseUrl(t)
+  const databaseUrl = await freshDatabaseUrl(t, { migrated: true })
+  const database = databaseUrl === undefined ? await openMigratedEmbedded(t) : undefined
   const [apiPort, frontendPort] = [await freePort(), await freePort()]
   const config = testConfig({
     databaseUrl,
@@ -72,7 +73,7 @@ export async function startStack (
     ...overrides,
     ...await withPorts({ apiPort, frontendPort }),
   })
-  const app = await buildApp({ config })
+  const app = await buildApp({ config, ...(database === undefined ? {} : { database }) })
   t.teardown(() => app.close())
 
   const seen: SeenRequest[] = []

@@ -59,8 +59,9 @@ export interface Fixture {
 }
 
 export async function buildFixture (app: FastifyInstance): Promise<Fixture> {
-  const user = await signIn(app)
-  const admin = await signIn(app, { role: 'admin' })
+  // Rebuilt after every destructive batch: seeded users share one password hash.
+  const user = await signIn(app, { seeded: true })
+  const admin = await signIn(app, { role: 'admin', seeded: true })
   const task = await app.inject({ method: 'POST', url: '/api/tasks', cookies: user.cookies, payload: { title: 'fixture' } })
   const listed = await app.inject({ method: 'GET', url: '/api/auth/sessions', cookies: user.cookies })
   return {
@@ -222,6 +223,16 @@ export function requestArbitrary (fixture: Fixture, refreshCookieName: string, a
   })
 }
 
+/** API.md: every 401 and 429 carries one of these codes (both halves of the contract). */
+export const AUTH_FAILURE_CODES: ReadonlySet<string> = new Set([
+  'TOKEN_MISSING', 'TOKEN_INVALID', 'TOKEN_EXPIRED', 'SESSION_REVOKED', 'REFRESH_INVALID', 'REFRESH_REUSED',
+  'FORBIDDEN_ROLE', 'CSRF_ORIGIN', 'RATE_LIMITED', 'BAD_CREDENTIALS',
+  'MFA_INVALID', 'MFA_PENDING_INVALID', 'MFA_ENROLMENT_REQUIRED', 'PASSKEY_INVALID', 'EMAIL_TOKEN_INVALID',
+  'RESET_TOKEN_INVALID', 'OIDC_FAILED',
+])
+/** API.md: every 403 is one of these. */
+export const FORBIDDEN_CODES: ReadonlySet<string> = new Set(['FORBIDDEN_ROLE', 'CSRF_ORIGIN', 'MFA_ENROLMENT_REQUIRED'])
+
 /** What must hold for every answer; returns a description of the first thing wrong, or undefined. */
 export function checkAnswer (response: LightMyRequestResponse, request: InjectOptions): string | undefined {
   if (response.statusCode >= 500) return `${response.statusCode}: ${response.body}`
@@ -238,6 +249,14 @@ export function checkAnswer (response: LightMyRequestResponse, request: InjectOp
     return `a ${response.statusCode} not in the error shape: ${response.body.slice(0, 200)}`
   }
   if (/at .+\(.+:\d+:\d+\)|select |insert |\$argon2/i.test(response.body)) return `a ${response.statusCode} leaking internals: ${response.body.slice(0, 200)}`
+  // The metrics endpoint's 401 needs no contract code (API.md, "Metrics and tracing").
+  const isMetrics = /^\/api\/metrics(\?|$)/.test(String(request.url ?? ''))
+  if ((response.statusCode === 401 || response.statusCode === 429) && !isMetrics && !AUTH_FAILURE_CODES.has(String(error.code))) {
+    return `a ${response.statusCode} without a contract code: ${response.body.slice(0, 200)}`
+  }
+  if (response.statusCode === 403 && !FORBIDDEN_CODES.has(String(error.code))) {
+    return `a 403 that is not ${[...FORBIDDEN_CODES].join(', ')}: ${response.body.slice(0, 200)}`
+  }
   return undefined
 }
 

@@ -97,3 +97,41 @@ export async function killServer (server: ServerProcess): Promise<void> {
   server.child.kill('SIGKILL')
   await server.exited
 }
+
+/** How many times `pattern` occurs in what the server wrote so far. */
+export function countInOutput (server: ServerProcess, pattern: RegExp): number {
+  return [...server.output().matchAll(new RegExp(pattern.source, pattern.flags.includes('g') ? pattern.flags : `${pattern.flags}g`))].length
+}
+
+/**
+ * Resolves once the server has written `pattern` at least `count` times (its log lines are the events
+ * a test waits for, never a sleep); rejects after `timeoutMs` with what it wrote.
+ */
+export async function waitForOutput (server: ServerProcess, pattern: RegExp, count = 1, timeoutMs = 30_000): Promise<void> {
+  if (countInOutput(server, pattern) >= count) return
+  await new Promise<void>((resolve, reject) => {
+    const check = () => {
+      if (countInOutput(server, pattern) < count) return
+      stop()
+      resolve()
+    }
+    const timer = setTimeout(() => { stop(); reject(new Error(`the server did not write ${pattern} ${count} times within ${timeoutMs} ms:\n${server.output()}`)) }, timeoutMs)
+    // Listeners added after startServer's own: the output it collects already holds this chunk.
+    const stop = () => {
+      clearTimeout(timer)
+      server.child.stdout?.off('data', check)
+      server.child.stderr?.off('data', check)
+    }
+    server.child.stdout?.on('data', check)
+    server.child.stderr?.on('data', check)
+  })
+}
+
+/** Resolves once `condition` holds, checked every `everyMs`; rejects after `timeoutMs`. For states with no event to wait on. */
+export async function waitUntil (condition: () => Promise<boolean> | boolean, what: string, timeoutMs = 10_000, everyMs = 20): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`)
+    await new Promise((resolve) => setTimeout(resolve, everyMs))
+  }
+}
