@@ -118,6 +118,8 @@ export default fp<MailerOptions>(async (app, options) => {
   }
 
   let running: Promise<void> | undefined
+  // Mails still to send, as the last round found them (the auth_mails_waiting gauge).
+  let waiting = 0
   let wakeAgain = false
   let closing = false
   // Read through functions: the flags change while a round awaits, which a loop condition cannot see.
@@ -136,6 +138,7 @@ export default fp<MailerOptions>(async (app, options) => {
         for (const mail of claimed) await sendOne(mail)
       } while (claimed.length === BATCH && isOpen())
     } while (wakeAgain && isOpen())
+    waiting = await countWaitingMails(app.db)
   }
 
   function wake (): void {
@@ -152,7 +155,9 @@ export default fp<MailerOptions>(async (app, options) => {
 
   const poll = setInterval(wake, pollMs)
   poll.unref()
-  app.metrics.setMailsWaitingSource(() => countWaitingMails(app.db))
+  // Counted by the sender after each round (at least every poll), never by the scrape itself: the
+  // metrics answer without the database, and a scrape never waits behind a busy or absent one.
+  app.metrics.setMailsWaitingSource(() => waiting)
 
   app.decorate('mailer', {
     wake,

@@ -14,6 +14,22 @@ const summaries = new Map<string, { name: string, operation: string, collection:
  * operation and the first table, read from the SQL text. Parameters travel separately (`$1`), and
  * this reads only the text, so no value can reach a span.
  */
+/**
+ * The table of a SELECT's own FROM, not of a subquery before it (the user columns carry `exists
+ * (select 1 from "passkeys" …)`): the first `from` outside any parentheses.
+ */
+function fromAtTopLevel (text: string): RegExpExecArray | null {
+  for (const match of text.matchAll(/\bfrom\s+"?([\w.]+)"?/gi)) {
+    let depth = 0
+    for (let i = 0; i < match.index; i++) {
+      if (text[i] === '(') depth++
+      else if (text[i] === ')') depth--
+    }
+    if (depth === 0) return match as RegExpExecArray
+  }
+  return null
+}
+
 export function statementSummary (text: string): { name: string, operation: string, collection: string | undefined } {
   const cached = summaries.get(text)
   if (cached !== undefined) return cached
@@ -22,7 +38,7 @@ export function statementSummary (text: string): { name: string, operation: stri
     ? /^\s*insert\s+into\s+"?([\w.]+)"?/i.exec(text)
     : operation === 'UPDATE'
       ? /^\s*update\s+"?([\w.]+)"?/i.exec(text)
-      : /\bfrom\s+"?([\w.]+)"?/i.exec(text)
+      : fromAtTopLevel(text)
   const collection = table?.[1]
   const summary = { name: collection === undefined ? operation : `${operation} ${collection}`, operation, collection }
   if (summaries.size < SUMMARY_CACHE_LIMIT) summaries.set(text, summary)
