@@ -85,13 +85,14 @@ export async function afterPassword<C extends SignInClient> (
   user: UserRow & { totpOn: boolean }, client: C, method: 'password' | 'oidc' = 'password'
 ): Promise<SignedInAnswer<C> | MfaChallenge<C>> {
   const { totpOn, ...publicUser } = user
-  if (!totpOn && !publicUser.mfa) return startSession(app, request, reply, publicUser, client, method)
+  // A role that must have a second factor (MFA_REQUIRED_ROLES) and has only a passkey: the password
+  // alone would meet the rule (user.mfa is true), so the passkey is asked for. It is a complete
+  // sign-in on its own: no pending step to finish; a Bearer client, which cannot run the ceremony,
+  // gets no token. For other roles a passkey is another way in, and the password stays one.
+  const passkeyRequired = !totpOn && publicUser.mfa && app.config.mfaRequiredRoles.includes(publicUser.role)
+  if (!totpOn && !passkeyRequired) return startSession(app, request, reply, publicUser, client, method)
   app.metrics.signIns.inc({ method, outcome: 'second_factor_required' })
-  // A passkey is this account's second factor (user.mfa without TOTP): the password alone does not
-  // sign in, or a role that must have a second factor would pass with a password. A passkey sign-in
-  // is complete on its own, so there is no pending step to finish, only the passkey to use; a Bearer
-  // client, which cannot run a passkey ceremony, gets no token.
-  if (!totpOn) return { mfaRequired: true, methods: ['passkey'] } as MfaChallenge<C>
+  if (passkeyRequired) return { mfaRequired: true, methods: ['passkey'] } as MfaChallenge<C>
   const pending = await issueSecret(app.db, {
     kind: 'mfa_pending', userId: user.id, ttlSeconds: MFA_PENDING_TTL_SECONDS, data: { client },
   })

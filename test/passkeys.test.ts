@@ -215,7 +215,11 @@ t.test('passkeys', async (t) => {
     t.equal((await app.inject({ method: 'GET', url: '/api/users', cookies: cookiesFrom(signedIn) })).statusCode, 200, 'a passkey sign-in is a complete one')
   })
 
-  t.test('with a passkey, the password alone no longer signs in: the passkey is the second factor', async (t) => {
+  t.test('a role that must have a second factor and has only a passkey: the password alone no longer signs in', async (t) => {
+    const plain = await signIn(app)
+    await addPasskey(app, plain)
+    const ordinary = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: plain.username, password: plain.password } })
+    t.equal(ordinary.json().user?.username, plain.username, 'for a role without the rule, a passkey is another way in and the password stays one')
     const admin = await signIn(app, { role: 'admin' })
     const { authenticator } = await addPasskey(app, admin)
     const byPassword = await app.inject({ method: 'POST', url: '/api/auth/login', payload: { username: admin.username, password: admin.password } })

@@ -7,6 +7,7 @@ import { openDatabase, type Database } from '../db/client.js'
 import { recordAuditEvent, type AuditLog } from '../db/queries/audit.js'
 import { disableTotp, reencryptTotpSecrets } from '../db/queries/mfa.js'
 import { voidSecrets } from '../db/queries/one-time-secrets.js'
+import { deleteAllPasskeys } from '../db/queries/passkeys.js'
 import { revokeAllSessions } from '../db/queries/sessions.js'
 import { changeRole, createUser, deleteUser, findUserWithHashByName, listUsers, setPasswordHash } from '../db/queries/users.js'
 import { ROLES, type Role } from '../db/schema.js'
@@ -181,16 +182,19 @@ export async function runUsersCommand (argv: string[], database: Database, io: C
         return 0
       }
       case 'mfa-reset': {
-        // For an administrator helping a user who lost their phone and their recovery codes: the
-        // user signs in with the password alone and enrols again. Whoever held a session is out.
+        // For an administrator helping a user who lost their phone and their recovery codes (or their
+        // passkeys): TOTP off, passkeys removed; the user signs in with the password alone and enrols
+        // again. Whoever held a session is out.
         const [username] = rest
         if (username === undefined || rest.length !== 1) return usage()
         const target = await findByName(database, username)
         const revoked = await db.transaction(async (tx) => {
           const wasOn = await disableTotp(tx, target.id)
+          // A lost passkey is a lost second factor too: the user adds a new one after signing in.
+          const passkeysRemoved = await deleteAllPasskeys(tx, target.id)
           await voidSecrets(tx, target.id, 'mfa_pending')
           const count = await revokeAllSessions(tx, target.id)
-          await recordAuditEvent(tx, quietLog, { type: 'mfa_disabled', userId: target.id, detail: { by: 'cli', reset: true, wasOn, revokedSessions: count } })
+          await recordAuditEvent(tx, quietLog, { type: 'mfa_disabled', userId: target.id, detail: { by: 'cli', reset: true, wasOn, passkeysRemoved, revokedSessions: count } })
           return count
         })
         io.stdout.write(`second factor reset for ${target.username}; ${revoked} session(s) ended\n`)

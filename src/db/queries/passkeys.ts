@@ -81,3 +81,9 @@ export async function deletePasskey (db: Db, userId: string, id: string): Promis
   const [row] = await db.delete(passkeys).where(and(eq(passkeys.id, id), eq(passkeys.userId, userId))).returning(publicPasskey)
   return row
 }
+
+/** Every passkey of a user (an administrator's second-factor reset); how many there were. */
+export async function deleteAllPasskeys (db: Db, userId: string): Promise<number> {
+  const removed = await db.delete(passkeys).where(eq(passkeys.userId, userId)).returning({ id: passkeys.id })
+  return removed.length
+}
