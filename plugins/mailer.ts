@@ -137,8 +137,9 @@ export default fp<MailerOptions>(async (app, options) => {
         // One at a time: a mail server is happier with a steady trickle than a burst.
         for (const mail of claimed) await sendOne(mail)
       } while (claimed.length === BATCH && isOpen())
+      waiting = await countWaitingMails(app.db)
+      // Checked after the round's last await: a wake that came during the count is not lost.
     } while (wakeAgain && isOpen())
-    waiting = await countWaitingMails(app.db)
   }
 
   function wake (): void {
