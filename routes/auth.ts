@@ -10,7 +10,7 @@ import { hashPassword, isCommonPassword, PASSWORD_MAX_LENGTH, spendDecoyVerifica
 import { BearerAnswer, Credentials, DateTime, Registration, failures, IdParams, MfaChallengeSchema, NoContent, Password, refreshCookie, settingCookies, signedIn, UserEnvelope } from '../src/schemas.js'
 import { SIGN_IN_METHODS } from '../src/db/schema.js'
 import { afterPassword } from '../src/sign-in.js'
-import { queueNotification } from '../src/mail/notify.js'
+import { auditAndNotify } from '../src/mail/notify.js'
 import { requestEmailVerification } from './email.js'
 
 // How the OpenAPI document names the cookies that sign-in sets and sign-out clears.
@@ -286,8 +286,7 @@ const authRoutes: FastifyPluginAsyncTypebox = async (app) => {
     await app.db.transaction(async (tx) => {
       await setPasswordHash(tx, id, passwordHash)
       const revoked = await revokeAllSessions(tx, id, sessionId)
-      await request.audit(tx, 'password_changed', { userId: id, actorId: id, detail: { revokedSessions: revoked } })
-      await queueNotification(tx, app, id, 'password_changed', request)
+      await auditAndNotify(tx, request, id, 'password_changed', { revokedSessions: revoked })
     })
     return reply.code(204).send(null)
   })

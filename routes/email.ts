@@ -8,8 +8,8 @@ import { consumeSecret, findLiveSecret, issueSecret, recordFailedAttempt, voidSe
 import { revokeAllSessions } from '../src/db/queries/sessions.js'
 import { findUserWithHashById, setPasswordHash } from '../src/db/queries/users.js'
 import { CommonPassword, EmailTokenInvalid, MfaInvalid, RateLimited, ResetTokenInvalid, WrongPassword } from '../src/errors.js'
-import { mailContext, queueMail, queueNotification } from '../src/mail/notify.js'
-import { notificationMail, passwordResetMail, verificationMail } from '../src/mail/templates.js'
+import { auditAndNotify, mailContext, queueMail, queueNotification } from '../src/mail/notify.js'
+import { linkMail, notificationMail } from '../src/mail/templates.js'
 import { hashPassword, isCommonPassword, PASSWORD_MAX_LENGTH, verifyPassword } from '../src/passwords.js'
 import { EmailAddress, failures, NoContent, Password, signedIn, UserEnvelope } from '../src/schemas.js'
 import { verifyTotpOrRecoveryCode } from '../src/second-factor.js'
@@ -44,7 +44,7 @@ export async function requestEmailVerification (tx: Db, app: FastifyInstance, re
       kind: 'email_verification', userId: user.id, ttlSeconds: VERIFICATION_TTL_SECONDS, data: { email }, supersede: true,
     })
     const link = `${app.config.appUrl}/#/verify-email?token=${token}`
-    await queueMail(tx, app, request, email, 'verify_email', verificationMail(mailContext(app, request, user.username), link))
+    await queueMail(tx, app, request, email, 'verify_email', linkMail('verify_email', mailContext(app, request, user.username), link))
   }
   await request.audit(tx, 'email_change_requested', { userId: user.id, actorId: user.id })
 }
@@ -66,7 +66,7 @@ const emailRoutes: FastifyPluginAsyncTypebox = async (app) => {
       if (!await lockUser(tx, user.id)) return
       const token = await issueSecret(tx, { kind: 'password_reset', userId: user.id, ttlSeconds: RESET_TTL_SECONDS, supersede: true })
       const link = `${app.config.appUrl}/#/reset-password?token=${token}`
-      await queueMail(tx, app, request, email, 'password_reset', passwordResetMail(mailContext(app, request, user.username), link))
+      await queueMail(tx, app, request, email, 'password_reset', linkMail('password_reset', mailContext(app, request, user.username), link))
       await request.audit(tx, 'password_reset_requested', { userId: user.id, actorId: null })
     })
     // The answer is already out: no onResponse left to wake the sender.
@@ -213,8 +213,7 @@ const emailRoutes: FastifyPluginAsyncTypebox = async (app) => {
       await request.audit(tx, 'password_reset', { userId, actorId: userId, detail: { revokedSessions: revoked, by: 'email' } })
       await queueNotification(tx, app, userId, 'password_reset_done', request)
       if (usedRecoveryCode) {
-        await request.audit(tx, 'recovery_code_used', { userId, actorId: userId, detail: { stage: 'password-reset' } })
-        await queueNotification(tx, app, userId, 'recovery_code_used', request)
+        await auditAndNotify(tx, request, userId, 'recovery_code_used', { stage: 'password-reset' })
       }
     })
     return reply.code(204).send(null)

@@ -17,7 +17,7 @@ import {
   hashRecoveryCode, newRecoveryCodes, newTotpSecret, otpauthUrl, TOTP_CODE_PATTERN, verifyTotpCode, verifyTotpOrRecoveryCode,
   type SecondFactorUsed,
 } from '../src/second-factor.js'
-import { queueNotification } from '../src/mail/notify.js'
+import { auditAndNotify } from '../src/mail/notify.js'
 import { MFA_PENDING_MAX_ATTEMPTS, startSession, type SignInClient } from '../src/sign-in.js'
 
 const TotpCode = Type.String({ pattern: TOTP_CODE_PATTERN, description: '6 digits from the authenticator app' })
@@ -53,8 +53,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox = async (app) => {
   async function recordRecoveryCodeUse (request: FastifyRequest, userId: string) {
     const left = await countRecoveryCodesLeft(app.db, userId)
     await app.db.transaction(async (tx) => {
-      await request.audit(tx, 'recovery_code_used', { userId, actorId: userId, detail: { left } })
-      await queueNotification(tx, app, userId, 'recovery_code_used', request)
+      await auditAndNotify(tx, request, userId, 'recovery_code_used', { left })
     })
   }
 
@@ -139,8 +138,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox = async (app) => {
     await app.db.transaction(async (tx) => {
       if (!await enableTotp(tx, id)) throw new NothingToConfirm()
       await replaceRecoveryCodes(tx, id, recoveryCodes.map(hashRecoveryCode))
-      await request.audit(tx, 'mfa_enabled', { userId: id, actorId: id, detail: { method: 'totp' } })
-      await queueNotification(tx, app, id, 'mfa_enabled', request)
+      await auditAndNotify(tx, request, id, 'mfa_enabled', { method: 'totp' })
     })
     return { recoveryCodes }
   })
@@ -160,8 +158,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const used = await checkPasswordAndCode(request, reply, request.body.currentPassword, request.body.code, 'disable')
     await app.db.transaction(async (tx) => {
       await disableTotp(tx, id)
-      await request.audit(tx, 'mfa_disabled', { userId: id, actorId: id, detail: { method: 'totp', with: used } })
-      await queueNotification(tx, app, id, 'mfa_disabled', request)
+      await auditAndNotify(tx, request, id, 'mfa_disabled', { method: 'totp', with: used })
     })
     return reply.code(204).send(null)
   })
@@ -182,8 +179,7 @@ const mfaRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const recoveryCodes = newRecoveryCodes()
     await app.db.transaction(async (tx) => {
       await replaceRecoveryCodes(tx, id, recoveryCodes.map(hashRecoveryCode))
-      await request.audit(tx, 'recovery_codes_regenerated', { userId: id, actorId: id })
-      await queueNotification(tx, app, id, 'recovery_codes_regenerated', request)
+      await auditAndNotify(tx, request, id, 'recovery_codes_regenerated')
     })
     return { recoveryCodes }
   })

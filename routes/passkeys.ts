@@ -9,7 +9,7 @@ import {
 import { findUserById } from '../src/db/queries/users.js'
 import { keepsAWayIn } from '../src/db/queries/ways-in.js'
 import { LastWayToSignIn, PasskeyInvalid, PasskeyNotFound } from '../src/errors.js'
-import { queueNotification } from '../src/mail/notify.js'
+import { auditAndNotify } from '../src/mail/notify.js'
 import {
   authenticationOptions, consumeChallenge, knownTransports, registrationOptions, userHandle, verifyAuthentication, verifyRegistration,
 } from '../src/passkeys.js'
@@ -160,8 +160,7 @@ const passkeysRoutes: FastifyPluginAsyncTypebox = async (app) => {
         aaguid: info.aaguid,
       })
       if (row !== undefined) {
-        await request.audit(tx, 'passkey_added', { userId, actorId: userId, detail: { passkeyId: row.id, name: row.name } })
-        await queueNotification(tx, app, userId, 'passkey_added', request)
+        await auditAndNotify(tx, request, userId, 'passkey_added', { passkeyId: row.id, name: row.name })
       }
       return row
     })

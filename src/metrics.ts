@@ -86,36 +86,15 @@ export function createMetrics ({ withProcessMetrics }: { withProcessMetrics: boo
     buckets: DURATION_BUCKETS,
     registers,
   })
-  const signIns = new Counter({
-    name: 'auth_sign_ins_total',
-    help: 'Sign-in attempts by method and outcome',
-    labelNames: ['method', 'outcome'] as const,
-    registers,
-  })
-  const refreshes = new Counter({
-    name: 'auth_refreshes_total',
-    help: 'Refresh requests by outcome: rotated, grace (a just-replaced token honoured), reused (session revoked), invalid',
-    labelNames: ['outcome'] as const,
-    registers,
-  })
-  const rateLimitRefusals = new Counter({
-    name: 'auth_rate_limit_refusals_total',
-    help: 'Requests refused with 429, by the limit that refused them',
-    labelNames: ['limit'] as const,
-    registers,
-  })
-  const secondFactorChecks = new Counter({
-    name: 'auth_second_factor_checks_total',
-    help: 'Second-factor checks by method and outcome',
-    labelNames: ['method', 'outcome'] as const,
-    registers,
-  })
-  const passkeyCeremonies = new Counter({
-    name: 'auth_passkey_ceremonies_total',
-    help: 'Passkey (WebAuthn) registrations and authentications by outcome',
-    labelNames: ['ceremony', 'outcome'] as const,
-    registers,
-  })
+  const counter = <Label extends string>(name: string, help: string, labelNames: readonly Label[]) =>
+    new Counter({ name, help, labelNames, registers })
+  const signIns = counter('auth_sign_ins_total', 'Sign-in attempts by method and outcome', ['method', 'outcome'])
+  const refreshes = counter('auth_refreshes_total',
+    'Refresh requests by outcome: rotated, grace (a just-replaced token honoured), reused (session revoked), invalid', ['outcome'])
+  const rateLimitRefusals = counter('auth_rate_limit_refusals_total', 'Requests refused with 429, by the limit that refused them', ['limit'])
+  const secondFactorChecks = counter('auth_second_factor_checks_total', 'Second-factor checks by method and outcome', ['method', 'outcome'])
+  const passkeyCeremonies = counter('auth_passkey_ceremonies_total',
+    'Passkey (WebAuthn) registrations and authentications by outcome', ['ceremony', 'outcome'])
   const mailsSent = new Counter({ name: 'auth_mails_sent_total', help: 'Mails handed to the SMTP server', registers })
   const mailsFailed = new Counter({ name: 'auth_mails_failed_total', help: 'Mail delivery attempts that failed', registers })
 

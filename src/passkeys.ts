@@ -78,14 +78,13 @@ export async function registrationOptions (
   })
 }
 
+/** What both ceremonies check the browser's answer against; user verification is never optional. */
+function expected (rp: RelyingParty, challenge: string) {
+  return { expectedChallenge: challenge, expectedOrigin: [...rp.webauthnOrigins], expectedRPID: rp.webauthnRpId, requireUserVerification: true }
+}
+
 export async function verifyRegistration (rp: RelyingParty, response: RegistrationResponseJSON, challenge: string) {
-  return verifyRegistrationResponse({
-    response,
-    expectedChallenge: challenge,
-    expectedOrigin: [...rp.webauthnOrigins],
-    expectedRPID: rp.webauthnRpId,
-    requireUserVerification: true,
-  })
+  return verifyRegistrationResponse({ response, ...expected(rp, challenge) })
 }
 
 export async function authenticationOptions (db: Db, rp: RelyingParty): Promise<PublicKeyCredentialRequestOptionsJSON> {
@@ -105,10 +104,7 @@ export async function verifyAuthentication (
 ): Promise<Awaited<ReturnType<typeof verifyAuthenticationResponse>>> {
   return verifyAuthenticationResponse({
     response,
-    expectedChallenge: challenge,
-    expectedOrigin: [...rp.webauthnOrigins],
-    expectedRPID: rp.webauthnRpId,
-    requireUserVerification: true,
+    ...expected(rp, challenge),
     credential: {
       id: credential.credentialId,
       publicKey: new Uint8Array(Buffer.from(credential.publicKey, 'base64url')),

@@ -60,34 +60,24 @@ t.test('lockout is no weapon: a spray from 20 addresses does not keep the owner\
   }
   const stranger = await login(app, owner.username, STRONG_PASSWORD, anotherAddress())
   t.equal(stranger.statusCode, 429, 'a new client with the right password is still limited')
-  const ownersBrowser = await app.inject({
+  // The right password from a new address each time, carrying a device cookie.
+  const withDeviceCookie = (device: string) => app.inject({
     method: 'POST',
     url: '/api/auth/login',
     payload: { username: owner.username, password: STRONG_PASSWORD },
     remoteAddress: anotherAddress(),
-    cookies: { [DEVICE]: owner.cookies[DEVICE]! },
+    cookies: { [DEVICE]: device },
   })
+  const ownersBrowser = await withDeviceCookie(owner.cookies[DEVICE]!)
   t.equal(ownersBrowser.statusCode, 200, 'the browser that signed in before gets through at once')
   t.equal((await app.inject({ url: '/api/auth/me', cookies: cookiesFrom(ownersBrowser) })).json().user.id, owner.id)
 
   // A device cookie for another account, or a forged one, is no pass.
   const other = await signIn(app)
-  const foreign = await app.inject({
-    method: 'POST',
-    url: '/api/auth/login',
-    payload: { username: owner.username, password: STRONG_PASSWORD },
-    remoteAddress: anotherAddress(),
-    cookies: { [DEVICE]: other.cookies[DEVICE]! },
-  })
+  const foreign = await withDeviceCookie(other.cookies[DEVICE]!)
   t.equal(foreign.statusCode, 429, 'another user\'s device cookie')
   const signedValue = owner.cookies[DEVICE]!.split('.').slice(0, 2).join('.')
-  const forged = await app.inject({
-    method: 'POST',
-    url: '/api/auth/login',
-    payload: { username: owner.username, password: STRONG_PASSWORD },
-    remoteAddress: anotherAddress(),
-    cookies: { [DEVICE]: `${signedValue}.forged-signature` },
-  })
+  const forged = await withDeviceCookie(`${signedValue}.forged-signature`)
   t.equal(forged.statusCode, 429, 'a device cookie with a forged signature')
 })
 

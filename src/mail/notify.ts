@@ -2,6 +2,7 @@ import { eq } from 'drizzle-orm'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Db } from '../db/client.js'
 import { enqueueMail } from '../db/queries/mail-outbox.js'
+import type { AuditType } from '../db/queries/audit.js'
 import { users } from '../db/schema.js'
 import { notificationMail, type MailContext, type NotificationKind, type RenderedMail } from './templates.js'
 
@@ -37,4 +38,15 @@ export async function queueNotification (
   if (user === undefined || user.email === null) return false
   await queueMail(tx, app, request, user.email, kind, notificationMail(kind, mailContext(app, request, user.username)))
   return true
+}
+
+/**
+ * A security change the user made to their own account (or that one of their secrets made): the
+ * audit event and the mail that tells them, both in the change's transaction, under one name.
+ */
+export async function auditAndNotify (
+  tx: Db, request: FastifyRequest, userId: string, kind: AuditType & NotificationKind, detail?: Record<string, unknown>
+): Promise<void> {
+  await request.audit(tx, kind, { userId, actorId: userId, ...(detail === undefined ? {} : { detail }) })
+  await queueNotification(tx, request.server, userId, kind, request)
 }

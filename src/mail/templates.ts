@@ -79,27 +79,31 @@ function render ({ subject, paragraphs, action, ifNotYou }: Content, context: Ma
   return { subject: `${PRODUCT_NAME}: ${subject}`, text, html }
 }
 
-export function verificationMail (context: MailContext, link: string): RenderedMail {
-  return render({
+/** The mails that carry a one-time link, by kind: what was asked, what the link does, and for how long. */
+const LINK_MAILS = {
+  verify_email: {
     subject: 'confirm your e-mail address',
-    paragraphs: [
-      `Someone asked to use this address for the ${PRODUCT_NAME} account "${context.username}" on ${when(context.origin)}.`,
-      'Open the link below and press "Confirm" to make it the account\'s address. The link works once, for 24 hours.',
-    ],
-    action: { label: 'Confirm this address', url: link },
+    asked: 'use this address for',
+    howTo: 'Open the link below and press "Confirm" to make it the account\'s address. The link works once, for 24 hours.',
+    label: 'Confirm this address',
     ifNotYou: 'ignore this message; the address is not added to any account unless the link is used.',
-  }, context)
-}
-
-export function passwordResetMail (context: MailContext, link: string): RenderedMail {
-  return render({
+  },
+  password_reset: {
     subject: 'reset your password',
-    paragraphs: [
-      `Someone asked to reset the password of the ${PRODUCT_NAME} account "${context.username}" on ${when(context.origin)}.`,
-      'Open the link below to choose a new password. The link works once, for 30 minutes; a newer request voids it. Resetting signs the account out everywhere.',
-    ],
-    action: { label: 'Choose a new password', url: link },
+    asked: 'reset the password of',
+    howTo: 'Open the link below to choose a new password. The link works once, for 30 minutes; a newer request voids it. Resetting signs the account out everywhere.',
+    label: 'Choose a new password',
     ifNotYou: 'ignore this message; your password stays as it is. Someone may have typed your address by mistake.',
+  },
+} as const
+
+export function linkMail (kind: keyof typeof LINK_MAILS, context: MailContext, link: string): RenderedMail {
+  const mail = LINK_MAILS[kind]
+  return render({
+    subject: mail.subject,
+    paragraphs: [`Someone asked to ${mail.asked} the ${PRODUCT_NAME} account "${context.username}" on ${when(context.origin)}.`, mail.howTo],
+    action: { label: mail.label, url: link },
+    ifNotYou: mail.ifNotYou,
   }, context)
 }
 

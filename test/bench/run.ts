@@ -2,12 +2,15 @@
 // Fastify (test/bench/better-auth-peer.ts), same database server, same load, scenario by scenario.
 //
 //   node --import tsx test/bench/run.ts [--duration 10] [--warmup 3] [--smoke] [--source] [--out file.json]
-//     [--scenarios tasks-list,me] [--observability]
+//     [--scenarios tasks-list,me] [--observability | --pgbouncer]
 //
 // --observability: instead of the usual run, what metrics and tracing cost. The API is started three
 // ways (off; METRICS_TOKEN set and scraped every 5 s; OTEL_EXPORTER_OTLP_ENDPOINT set, exporting to a
 // sink in this process), one at a time, and each serves tasks-list and me, in the order
 // off, metrics, tracing, tracing, metrics, off so that drift in the machine's load cancels out.
+// --pgbouncer: the same for the database path: directly with named prepared statements (the
+// default), directly with DATABASE_PREPARE=false, and through Debian's PgBouncer in transaction mode
+// (a server pool of 5, half the API's), with the server connections Postgres had open for each.
 //
 // Env: DATABASE_URL (an admin connection to the Postgres server; a fresh `bench_<random>` database is
 // created there and dropped at the end), BENCH_DURATION, BENCH_WARMUP (seconds), BENCH_API_ENTRY (a
@@ -56,6 +59,7 @@ interface Options {
   out: string | undefined
   scenarios: readonly Scenario[]
   observability: boolean
+  pgbouncer: boolean
 }
 
 function readOptions (): Options {
@@ -68,6 +72,7 @@ function readOptions (): Options {
       out: { type: 'string' },
       scenarios: { type: 'string' },
       observability: { type: 'boolean', default: false },
+      pgbouncer: { type: 'boolean', default: false },
     },
   })
   const scenarios = values.scenarios === undefined ? SCENARIOS : values.scenarios.split(',').map((name) => name.trim())
@@ -89,6 +94,7 @@ function readOptions (): Options {
     out: values.out,
     scenarios: scenarios as Scenario[],
     observability: values.observability === true,
+    pgbouncer: values.pgbouncer === true,
   }
 }
 
@@ -504,13 +510,29 @@ function table (rows: Row[]): string {
 // ---------------------------------------------------------------------------------------------
 
 // ---------------------------------------------------------------------------------------------
-// What metrics and tracing cost
+// One API, started several ways: what a setting costs
 
-const OBSERVABILITY_SCENARIOS = ['tasks-list', 'me'] as const satisfies readonly Scenario[]
-type Variant = 'off' | 'metrics' | 'tracing'
+const VARIANT_SCENARIOS = ['tasks-list', 'me'] as const satisfies readonly Scenario[]
 const METRICS_TOKEN = randomBytes(24).toString('hex')
 
-export interface ObservabilityRow { variant: Variant, scenario: Scenario, rps: number, p99: number, non2xx: number, errors: number }
+export interface VariantRow {
+  variant: string
+  scenario: Scenario
+  rps: number
+  p99: number
+  non2xx: number
+  errors: number
+  /** Server connections Postgres had open for the bench database right after the scenario. */
+  serverConnections: number
+}
+
+interface Variant {
+  name: string
+  /** The API's extra environment, and where it finds its database. */
+  env: Record<string, string>
+  /** Runs beside the load while this variant serves; the function it returns checks and stops it. */
+  during?: (api: Server) => () => Promise<void>
+}
 
 /** An OTLP/HTTP collector that accepts and drops everything: the exporter's work, without a backend's. */
 async function startSink (): Promise<{ url: string, received: () => number, close: () => Promise<void> }> {
@@ -524,57 +546,108 @@ async function startSink (): Promise<{ url: string, received: () => number, clos
   return { url: `http://127.0.0.1:${port}`, received: () => received, close: () => new Promise((resolve) => server.close(() => resolve())) }
 }
 
-async function observabilityCost (databaseUrl: string, jwtSecret: string, opts: Options): Promise<ObservabilityRow[]> {
-  const sink = await startSink()
-  const envOf = (variant: Variant): Record<string, string> => variant === 'metrics'
-    ? { METRICS_TOKEN }
-    : variant === 'tracing' ? { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url } : {}
-  const rows: ObservabilityRow[] = []
-  try {
-    // Migrate and seed once, through an API with everything off.
-    const first = await startApi(databaseUrl, jwtSecret, opts.source)
-    const seeded = await seed(first.base)
-    await stop(first.child)
-    for (const variant of ['off', 'metrics', 'tracing', 'tracing', 'metrics', 'off'] as const) {
-      const api = await startApi(databaseUrl, jwtSecret, opts.source, envOf(variant))
-      // Prometheus's pace would be 15 s; every 5 s leaves no run without a scrape.
-      const scraper = variant === 'metrics'
-        ? setInterval(() => { fetch(`${api.base}/api/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } }).then((r) => r.text()).catch(() => {}) }, 5000)
-        : undefined
-      try {
-        for (const scenario of OBSERVABILITY_SCENARIOS) {
-          const row = await measure(scenario, api, seeded, opts)
-          rows.push({ variant, scenario, rps: row.rps, p99: row.p99, non2xx: row.non2xx, errors: row.errors })
-          console.log(`  ${scenario} ${variant}: ${row.rps.toFixed(0)} req/s, p99 ${row.p99} ms, non-2xx ${row.non2xx}, errors ${row.errors}`)
-        }
-        if (variant === 'metrics') {
-          const scrape = await fetch(`${api.base}/api/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })
-          if (scrape.status !== 200) throw new Error(`metrics variant: /api/metrics answered ${scrape.status}`)
-        }
-      } finally {
-        clearInterval(scraper)
-        await stop(api.child)
+/**
+ * Each variant's API serves tasks-list and me, one API at a time, in the order a b c c b a so that
+ * drift in the machine's load cancels out. The database is migrated and seeded once, directly.
+ */
+/** The bench database's server connections, counted and closed through an admin connection. */
+interface ServerConnections {
+  count (): Promise<number>
+  /** Between variants, so that each is counted from none (PgBouncer keeps idle ones for minutes). */
+  closeAll (): Promise<void>
+}
+
+async function compareVariants (
+  databaseUrl: string, jwtSecret: string, opts: Options, variants: Variant[], serverConnections: ServerConnections
+): Promise<VariantRow[]> {
+  const first = await startApi(databaseUrl, jwtSecret, opts.source)
+  const seeded = await seed(first.base)
+  await stop(first.child)
+  const rows: VariantRow[] = []
+  for (const variant of [...variants, ...[...variants].reverse()]) {
+    const api = await startApi(variant.env.DATABASE_URL ?? databaseUrl, jwtSecret, opts.source, variant.env)
+    const finish = variant.during?.(api)
+    try {
+      for (const scenario of VARIANT_SCENARIOS) {
+        const row = await measure(scenario, api, seeded, opts)
+        const connections = await serverConnections.count()
+        rows.push({ variant: variant.name, scenario, rps: row.rps, p99: row.p99, non2xx: row.non2xx, errors: row.errors, serverConnections: connections })
+        console.log(`  ${scenario} ${variant.name}: ${row.rps.toFixed(0)} req/s, p99 ${row.p99} ms, non-2xx ${row.non2xx}, errors ${row.errors}, ${connections} server connections`)
       }
+    } finally {
+      await finish?.()
+      await stop(api.child)
+      await serverConnections.closeAll()
     }
-    if (sink.received() === 0) throw new Error('tracing variant: the OTLP sink received nothing')
-    console.log(`  (the OTLP sink received ${sink.received()} exports)`)
-  } finally {
-    await sink.close()
   }
+  const failed = rows.filter((r) => r.non2xx > 0 || r.errors > 0)
+  if (failed.length > 0) throw new Error(`refusing to report this run: non-2xx answers or errors in ${failed.map((r) => `${r.scenario}/${r.variant}`).join(', ')}`)
   return rows
 }
 
-function observabilityTable (rows: ObservabilityRow[]): string {
-  const mean = (variant: Variant, scenario: Scenario, field: 'rps' | 'p99') => {
+/** Off, metrics scraped every 5 s, tracing exported to a sink in this process. */
+async function observabilityVariants (): Promise<{ variants: Variant[], close: () => Promise<void> }> {
+  const sink = await startSink()
+  const scraped = (api: Server) => fetch(`${api.base}/api/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } })
+  const variants: Variant[] = [
+    { name: 'off', env: {} },
+    {
+      name: 'metrics',
+      env: { METRICS_TOKEN },
+      during: (api) => {
+        // Prometheus's pace would be 15 s; every 5 s leaves no run without a scrape.
+        const scraper = setInterval(() => { scraped(api).then((r) => r.text()).catch(() => {}) }, 5000)
+        return async () => {
+          clearInterval(scraper)
+          const scrape = await scraped(api)
+          if (scrape.status !== 200) throw new Error(`metrics variant: /api/metrics answered ${scrape.status}`)
+        }
+      },
+    },
+    {
+      name: 'tracing',
+      env: { OTEL_EXPORTER_OTLP_ENDPOINT: sink.url },
+      during: () => async () => {
+        if (sink.received() === 0) throw new Error('tracing variant: the OTLP sink received nothing')
+      },
+    },
+  ]
+  return { variants, close: sink.close }
+}
+
+/**
+ * Directly with named prepared statements (the default), directly with unnamed statements
+ * (DATABASE_PREPARE=false), and through PgBouncer in transaction mode with half the API's pool.
+ */
+async function pgbouncerVariants (databaseUrl: string): Promise<{ variants: Variant[], close: () => Promise<void> }> {
+  const { startPgBouncer } = await import('../helpers/pgbouncer.js')
+  const url = new URL(databaseUrl)
+  const bouncer = await startPgBouncer({ host: url.hostname, port: Number(url.port || 5432) }, PGBOUNCER_POOL)
+  const variants: Variant[] = [
+    { name: 'direct, prepared', env: {} },
+    { name: 'direct, unnamed', env: { DATABASE_PREPARE: 'false' } },
+    { name: `pgbouncer (pool ${PGBOUNCER_POOL}), unnamed`, env: { DATABASE_PREPARE: 'false', MIGRATE_ON_START: 'false', DATABASE_URL: bouncer.urlFor(databaseUrl) } },
+  ]
+  return { variants, close: bouncer.stop }
+}
+const PGBOUNCER_POOL = 5
+
+function variantTable (rows: VariantRow[]): string {
+  const names = [...new Set(rows.map((r) => r.variant))]
+  const mean = (variant: string, scenario: Scenario, field: 'rps' | 'p99') => {
     const of = rows.filter((r) => r.variant === variant && r.scenario === scenario)
     return of.reduce((sum, r) => sum + r[field], 0) / of.length
   }
-  const lines = ['| scenario | variant | req/s (mean of 2) | p99 ms (mean of 2) | req/s vs off | p99 vs off |', '|---|---|---|---|---|---|']
-  for (const scenario of OBSERVABILITY_SCENARIOS) {
-    for (const variant of ['off', 'metrics', 'tracing'] as const) {
+  const most = (variant: string) => Math.max(...rows.filter((r) => r.variant === variant).map((r) => r.serverConnections))
+  const lines = [
+    `| scenario | variant | req/s (mean of 2) | p99 ms (mean of 2) | req/s vs ${names[0]} | p99 vs ${names[0]} | server connections (most) |`,
+    '|---|---|---|---|---|---|---|',
+  ]
+  for (const scenario of VARIANT_SCENARIOS) {
+    for (const variant of names) {
       const rps = mean(variant, scenario, 'rps')
       const p99 = mean(variant, scenario, 'p99')
-      lines.push(`| ${scenario} | ${variant} | ${rps.toFixed(0)} | ${p99.toFixed(1)} | ${(rps / mean('off', scenario, 'rps')).toFixed(2)} × | ${(p99 / mean('off', scenario, 'p99')).toFixed(2)} × |`)
+      lines.push(`| ${scenario} | ${variant} | ${rps.toFixed(0)} | ${p99.toFixed(1)} | ${(rps / mean(names[0]!, scenario, 'rps')).toFixed(2)} × | ${(p99 / mean(names[0]!, scenario, 'p99')).toFixed(2)} × | ${most(variant)} |`)
     }
   }
   return lines.join('\n')
@@ -600,18 +673,35 @@ async function main () {
     created = true
     console.log(`bench: database ${dbName}; ${opts.smoke ? 'smoke' : 'full'} run, ${opts.duration} s per scenario after ${opts.warmup} s of warm-up`)
 
-    if (opts.observability) {
-      const rows = await observabilityCost(databaseUrl, jwtSecret, opts)
+    if (opts.observability || opts.pgbouncer) {
+      const mode = opts.observability ? 'observability' : 'pgbouncer'
+      const { variants, close } = opts.observability ? await observabilityVariants() : await pgbouncerVariants(databaseUrl)
+      let rows: VariantRow[]
+      try {
+        const serverConnections: ServerConnections = {
+          async count () {
+            const [{ count }] = await admin<[{ count: number }]>`select count(*)::int as count from pg_stat_activity where datname = ${dbName}`
+            return count
+          },
+          async closeAll () {
+            await admin`select pg_terminate_backend(pid) from pg_stat_activity where datname = ${dbName}`
+          },
+        }
+        rows = await compareVariants(databaseUrl, jwtSecret, opts, variants, serverConnections)
+      } finally {
+        await close()
+      }
       await sleep(1000)
-      console.log('\n' + observabilityTable(rows))
-      const out = opts.out ?? join(root, 'bench-results', `bench-observability-${startedAt.toISOString().replaceAll(':', '-')}.json`)
+      console.log('\n' + variantTable(rows))
+      console.log(`\nmachine load (1, 5, 15 min): ${loadAtStart.map((n) => n.toFixed(2)).join(', ')} at the start, ${loadavg().map((n) => n.toFixed(2)).join(', ')} at the end, on ${cpus().length} cores`)
+      const out = opts.out ?? join(root, 'bench-results', `bench-${mode}-${startedAt.toISOString().replaceAll(':', '-')}.json`)
       mkdirSync(dirname(out), { recursive: true })
       writeFileSync(out, JSON.stringify({
         startedAt: startedAt.toISOString(),
-        mode: 'observability',
+        mode,
         durationSeconds: opts.duration,
         warmupSeconds: opts.warmup,
-        machine: { cpus: cpus().length, node: process.version, postgres: version, loadAverageAtStart: (await import('node:os')).loadavg() },
+        machine: { cpus: cpus().length, node: process.version, postgres: version, loadAverageAtStart: loadAtStart, loadAverageAtEnd: loadavg() },
         rows,
       }, null, 2) + '\n')
       console.log(`\nwritten to ${out}`)
