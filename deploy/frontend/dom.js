@@ -2,6 +2,8 @@
 // Every node is built here, and all text goes in through text nodes: user data never passes
 // through innerHTML, so a task titled "<img src=x onerror=...>" is shown, not run.
 
+import { friendlyMessage } from './errors.js'
+
 /**
  * h('button', { class: 'primary', type: 'submit', onclick: fn }, 'Save')
  * Props starting with "on" become listeners; `class`, `dataset` and booleans are handled; anything
@@ -63,7 +65,7 @@ export function formatDate (iso) {
 }
 
 /** Disables a form's controls while `work` runs, so a double click sends one request. */
-export async function busy (form, work) {
+async function busy (form, work) {
   const controls = [...form.querySelectorAll('button, input, textarea, select')]
   const wasDisabled = controls.map((control) => control.disabled)
   controls.forEach((control) => { control.disabled = true })
@@ -114,6 +116,50 @@ export function showError (box, message) {
 }
 
 /**
+ * One run of a form's request: clears `error`, keeps `form` busy while `work()` runs, and shows a
+ * failure in `error` as `failed(failure)` words it (friendlyMessage unless given; null shows
+ * nothing, for a failure `failed` handled itself). `done(failure)` runs after, with the failure
+ * if any: only then are the fields enabled again, and focus or selection on a disabled field is lost.
+ */
+export async function runForm (form, { error, work, failed = friendlyMessage, done }) {
+  showError(error, null)
+  let failure
+  await busy(form, async () => {
+    try {
+      await work()
+    } catch (caught) {
+      failure = caught
+      showError(error, failed(caught))
+    }
+  })
+  done?.(failure)
+}
+
+/**
+ * `runForm` on every submit of `form`, which stays on the page. With `notify`, an older notice
+ * above the screen goes first: one message at a time. `check()` may stop the submit by answering
+ * false, after it said why (`repeatMatches` does).
+ */
+export function submitForm (form, { notify, check, ...options }) {
+  form.addEventListener('submit', (event) => {
+    event.preventDefault()
+    notify?.(null)
+    if (check?.() !== false) runForm(form, options)
+  })
+}
+
+/**
+ * For `check`: whether a "repeat it" field holds what the `first` one does; if not, `message` goes
+ * to `error` and the focus to the repeat field, the one to retype.
+ */
+export function repeatMatches (first, repeat, error, message) {
+  if (first.value === repeat.value) return true
+  showError(error, message)
+  repeat.focus()
+  return false
+}
+
+/**
  * "Are you sure?" in place of a row: `question` (nodes or text), a dangerous `confirmLabel` button
  * that runs `onConfirm(button)`, and a safe button that runs `onCancel`. The safe choice has the
  * focus, so Enter by habit never deletes anything.
@@ -138,4 +184,29 @@ export function confirmation ({ question, confirmLabel, cancelLabel = 'Cancel', 
   return h('div', { class: 'task-confirm', role: 'group', 'aria-label': confirmLabel },
     h('p', {}, question),
     h('div', { class: 'row' }, confirm, cancel))
+}
+
+/**
+ * The confirmation that deletes a list's `row`: `remove()` asks the API. On failure the message goes
+ * to `notify` and `restore()` brings the row back; on success the row leaves the list and
+ * `removed(neighbour)` gets the row that was after it (or before it), where the focus can go.
+ */
+export function confirmRemoval ({ row, notify, remove, restore, removed, ...labels }) {
+  return confirmation({
+    ...labels,
+    onCancel: restore,
+    onConfirm: async () => {
+      notify(null)
+      try {
+        await remove()
+      } catch (error) {
+        notify(friendlyMessage(error), 'error')
+        restore()
+        return
+      }
+      const neighbour = row.nextElementSibling ?? row.previousElementSibling
+      row.remove()
+      removed(neighbour)
+    },
+  })
 }

@@ -75,3 +75,8 @@ export function friendlyMessage (error) {
     default: return MESSAGES.INTERNAL_ERROR
   }
 }
+
+/** friendlyMessage for a form that asks for the current password: there, bad credentials mean that field. */
+export function currentPasswordMessage (error) {
+  return error?.code === 'BAD_CREDENTIALS' ? 'Your current password isn’t right.' : friendlyMessage(error)
+}

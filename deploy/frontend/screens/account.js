@@ -1,6 +1,6 @@
 import { api } from '../api.js'
-import { busy, errorBox, field, formatDate, h, replaceChildren, showError } from '../dom.js'
-import { friendlyMessage } from '../errors.js'
+import { errorBox, field, formatDate, h, repeatMatches, replaceChildren, submitForm } from '../dom.js'
+import { currentPasswordMessage, friendlyMessage } from '../errors.js'
 import { secondFactorCard } from './mfa.js'
 import { identitiesCard } from './oidc.js'
 import { emailCard } from './email.js'
@@ -35,33 +35,23 @@ export function accountScreen ({ session, notify, signedIn, signedOut }) {
     field('Repeat new password', repeat),
     passwordError,
     h('div', { class: 'row' }, h('button', { type: 'submit', class: 'button button-primary' }, 'Change password')))
-  passwordForm.addEventListener('submit', (event) => {
-    event.preventDefault()
-    notify(null)
-    showError(passwordError, null)
-    if (next.value !== repeat.value) {
-      showError(passwordError, 'The two new passwords don’t match.')
-      repeat.focus()
-      return
-    }
-    busy(passwordForm, async () => {
-      try {
-        await api.changePassword(current.value, next.value)
-        passwordForm.reset()
-        notify('Password changed. Your other devices have been signed out.')
-        loadSessions()
-        return null
-      } catch (error) {
-        const isWrongCurrent = error.code === 'BAD_CREDENTIALS'
-        showError(passwordError, isWrongCurrent ? 'Your current password isn’t right.' : friendlyMessage(error))
-        return isWrongCurrent ? current : next
-      }
-    }).then((fieldToFix) => {
-      if (fieldToFix) {
-        fieldToFix.focus()
-        fieldToFix.select()
-      }
-    })
+  submitForm(passwordForm, {
+    notify,
+    error: passwordError,
+    check: () => repeatMatches(next, repeat, passwordError, 'The two new passwords don’t match.'),
+    work: async () => {
+      await api.changePassword(current.value, next.value)
+      passwordForm.reset()
+      notify('Password changed. Your other devices have been signed out.')
+      loadSessions()
+    },
+    failed: currentPasswordMessage,
+    done: (failure) => {
+      if (!failure) return
+      const fieldToFix = failure.code === 'BAD_CREDENTIALS' ? current : next
+      fieldToFix.focus()
+      fieldToFix.select()
+    },
   })
 
   const sessionList = h('ul', { class: 'session-list', 'aria-label': 'Active sessions' })

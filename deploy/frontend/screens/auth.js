@@ -1,5 +1,5 @@
 import { api } from '../api.js'
-import { busy, errorBox, field, h, showError } from '../dom.js'
+import { errorBox, field, h, repeatMatches, showError, submitForm } from '../dom.js'
 import { friendlyMessage } from '../errors.js'
 import { providerButtons } from './oidc.js'
 import { passkeySignIn } from './passkeys.js'
@@ -49,22 +49,20 @@ export function secondFactorStep ({ finish, restart }) {
     error,
     h('button', { type: 'submit', class: 'button button-primary button-wide' }, 'Verify'),
     toggle)
-  form.addEventListener('submit', (event) => {
-    event.preventDefault()
-    showError(error, null)
-    busy(form, async () => {
-      try {
-        const { user } = await api.verifySecondFactor(usingRecovery ? { recoveryCode: recovery.value.trim() } : { code: code.value.trim() })
-        await finish(user, usingRecovery)
-      } catch (failure) {
-        if (failure.code === 'MFA_PENDING_INVALID') {
-          restart(friendlyMessage(failure))
-          return
-        }
-        showError(error, friendlyMessage(failure))
-        ;(usingRecovery ? recovery : code).select()
+  submitForm(form, {
+    error,
+    work: async () => {
+      const { user } = await api.verifySecondFactor(usingRecovery ? { recoveryCode: recovery.value.trim() } : { code: code.value.trim() })
+      await finish(user, usingRecovery)
+    },
+    failed: (failure) => {
+      if (failure.code === 'MFA_PENDING_INVALID') {
+        restart(friendlyMessage(failure))
+        return null
       }
-    })
+      ;(usingRecovery ? recovery : code).select()
+      return friendlyMessage(failure)
+    },
   })
   return form
 }
@@ -133,33 +131,25 @@ export function signInScreen ({ navigate, notify, signedIn }) {
     passkey.querySelector('button').focus()
   }
 
-  form.addEventListener('submit', (event) => {
-    event.preventDefault()
-    // One message at a time: the form's own error replaces any older notice above the screen.
-    notify(null)
-    showError(error, null)
-    busy(form, async () => {
-      try {
-        const answer = await api.login(username.value, password.value)
-        if (answer.mfaRequired) {
-          // The password was right: the next step takes the focus, not the password field.
-          if (answer.methods.includes('totp')) showCodeStep()
-          else showPasskeyStep()
-          return true
-        }
-        await finish(answer.user, false)
-        return true
-      } catch (failure) {
-        showError(error, friendlyMessage(failure))
-        return false
+  submitForm(form, {
+    notify,
+    error,
+    work: async () => {
+      const answer = await api.login(username.value, password.value)
+      if (answer.mfaRequired) {
+        // The password was right: the next step takes the focus, not the password field.
+        if (answer.methods.includes('totp')) showCodeStep()
+        else showPasskeyStep()
+        return
       }
-    }).then((isSignedIn) => {
-      // Only now is the field enabled again: focus and selection on a disabled field are lost.
-      if (!isSignedIn) {
+      await finish(answer.user, false)
+    },
+    done: (failure) => {
+      if (failure) {
         password.focus()
         password.select()
       }
-    })
+    },
   })
   return card
 }
@@ -185,33 +175,29 @@ export function registerScreen ({ navigate, notify, signedIn }) {
     field('Repeat password', confirm),
     error,
     h('button', { type: 'submit', class: 'button button-primary button-wide' }, 'Create account'))
-  form.addEventListener('submit', (event) => {
-    event.preventDefault()
-    notify(null)
-    showError(error, null)
-    if (password.value !== confirm.value) {
-      showError(error, 'The two passwords don’t match.')
-      confirm.focus()
-      return
+
+  // Only a failed registration is the form's error: a failed sign-in after it is not.
+  async function createAccount () {
+    await api.register(username.value, password.value)
+    try {
+      const { user } = await api.login(username.value, password.value)
+      signedIn(user)
+      notify(`Welcome, ${user.username}! Your account is ready.`)
+      navigate('#/tasks')
+    } catch (failure) {
+      notify(`Your account was created, but signing in failed: ${friendlyMessage(failure)}`, 'error')
+      navigate('#/sign-in')
     }
-    busy(form, async () => {
-      try {
-        await api.register(username.value, password.value)
-      } catch (failure) {
-        showError(error, friendlyMessage(failure))
-        return failure.code === 'USERNAME_TAKEN' ? username : password
-      }
-      try {
-        const { user } = await api.login(username.value, password.value)
-        signedIn(user)
-        notify(`Welcome, ${user.username}! Your account is ready.`)
-        navigate('#/tasks')
-      } catch (failure) {
-        notify(`Your account was created, but signing in failed: ${friendlyMessage(failure)}`, 'error')
-        navigate('#/sign-in')
-      }
-      return null
-    }).then((fieldToFix) => fieldToFix?.focus())
+  }
+
+  submitForm(form, {
+    notify,
+    error,
+    check: () => repeatMatches(password, confirm, error, 'The two passwords don’t match.'),
+    work: createAccount,
+    done: (failure) => {
+      if (failure) (failure.code === 'USERNAME_TAKEN' ? username : password).focus()
+    },
   })
   return authCard('Create an account', 'Pick a username and a password to get started.', form,
     ['Already have an account? ', h('a', { href: '#/sign-in' }, 'Sign in')])

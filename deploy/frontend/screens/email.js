@@ -1,7 +1,7 @@
 /* global location */
 import { request } from '../api.js'
-import { busy, errorBox, field, h, showError } from '../dom.js'
-import { friendlyMessage } from '../errors.js'
+import { errorBox, field, h, repeatMatches, runForm, submitForm } from '../dom.js'
+import { currentPasswordMessage, friendlyMessage } from '../errors.js'
 
 // The e-mail features: an address on the account, "forgot password", and the two pages the mailed
 // links open. Those pages never act on load: a mail scanner that fetches a link changes nothing;
@@ -39,20 +39,15 @@ export function forgotPasswordScreen ({ notify }) {
     field('E-mail address', address, 'The verified address of your account.'),
     error,
     h('button', { type: 'submit', class: 'button button-primary button-wide' }, 'Send a reset link'))
-  form.addEventListener('submit', (event) => {
-    event.preventDefault()
-    notify(null)
-    showError(error, null)
-    busy(form, async () => {
-      try {
-        await email.forgot(address.value.trim())
-        // The same words whatever the address: the server does not say whether it knows it either.
-        notify('If an account has this verified address, a link to reset its password is on its way. It works for 30 minutes.')
-        form.reset()
-      } catch (failure) {
-        showError(error, friendlyMessage(failure))
-      }
-    })
+  submitForm(form, {
+    notify,
+    error,
+    work: async () => {
+      await email.forgot(address.value.trim())
+      // The same words whatever the address: the server does not say whether it knows it either.
+      notify('If an account has this verified address, a link to reset its password is on its way. It works for 30 minutes.')
+      form.reset()
+    },
   })
   return card('Forgot your password?', 'Enter your account’s e-mail address and we’ll send a link to choose a new password. Resetting signs you out everywhere.',
     form, h('p', { class: 'auth-footer' }, h('a', { href: '#/sign-in' }, 'Back to sign-in')))
@@ -72,40 +67,33 @@ export function resetPasswordScreen ({ notify, navigate, session, signedOut }) {
     codeField,
     error,
     h('button', { type: 'submit', class: 'button button-primary button-wide' }, 'Set the new password'))
-  form.addEventListener('submit', (event) => {
-    event.preventDefault()
-    notify(null)
-    showError(error, null)
-    if (next.value !== repeat.value) {
-      showError(error, 'The two new passwords don’t match.')
-      repeat.focus()
-      return
-    }
-    busy(form, async () => {
-      try {
-        const body = { token, newPassword: next.value }
-        if (!codeField.hidden && code.value.trim() !== '') body.code = code.value.trim()
-        await email.reset(body)
-        const done = 'Your password was changed and every device signed out. Sign in with the new password.'
-        // This browser's session ended with the others.
-        if (session.user) {
-          signedOut(done)
-          return
-        }
-        notify(done)
-        navigate('#/sign-in')
-      } catch (failure) {
-        if (failure.code === 'MFA_INVALID') {
-          const wasAsked = !codeField.hidden
-          codeField.hidden = false
-          code.required = true
-          showError(error, wasAsked ? friendlyMessage(failure) : 'Your account has two-step sign-in: enter a code from your app (or a recovery code) too.')
-          code.focus()
-          return
-        }
-        showError(error, LINK_PROBLEM[failure.code] ?? friendlyMessage(failure))
+  submitForm(form, {
+    notify,
+    error,
+    check: () => repeatMatches(next, repeat, error, 'The two new passwords don’t match.'),
+    work: async () => {
+      const body = { token, newPassword: next.value }
+      if (!codeField.hidden && code.value.trim() !== '') body.code = code.value.trim()
+      await email.reset(body)
+      const done = 'Your password was changed and every device signed out. Sign in with the new password.'
+      // This browser's session ended with the others.
+      if (session.user) {
+        signedOut(done)
+        return
       }
-    })
+      notify(done)
+      navigate('#/sign-in')
+    },
+    failed: (failure) => {
+      if (failure.code === 'MFA_INVALID') {
+        const wasAsked = !codeField.hidden
+        codeField.hidden = false
+        code.required = true
+        code.focus()
+        return wasAsked ? friendlyMessage(failure) : 'Your account has two-step sign-in: enter a code from your app (or a recovery code) too.'
+      }
+      return LINK_PROBLEM[failure.code] ?? friendlyMessage(failure)
+    },
   })
   if (token === '') return card('Reset your password', LINK_PROBLEM.RESET_TOKEN_INVALID, h('p', {}, h('a', { href: '#/forgot-password' }, 'Ask for a new link')))
   return card('Choose a new password', 'Pressing the button sets the new password and signs your account out on every device.',
@@ -117,19 +105,16 @@ export function verifyEmailScreen ({ notify, navigate, session, signedIn }) {
   const error = errorBox()
   const confirm = h('button', { type: 'button', class: 'button button-primary button-wide' }, 'Confirm this address')
   const form = h('form', { class: 'stack' }, error, confirm)
-  confirm.addEventListener('click', () => {
-    showError(error, null)
-    busy(form, async () => {
-      try {
-        const { user } = await email.verify(token)
-        if (session.user) signedIn(user)
-        notify(`Your address ${user.email} is confirmed.`)
-        navigate(session.user ? '#/account' : '#/sign-in')
-      } catch (failure) {
-        showError(error, LINK_PROBLEM[failure.code] ?? friendlyMessage(failure))
-      }
-    })
-  })
+  confirm.addEventListener('click', () => runForm(form, {
+    error,
+    work: async () => {
+      const { user } = await email.verify(token)
+      if (session.user) signedIn(user)
+      notify(`Your address ${user.email} is confirmed.`)
+      navigate(session.user ? '#/account' : '#/sign-in')
+    },
+    failed: (failure) => LINK_PROBLEM[failure.code] ?? friendlyMessage(failure),
+  }))
   if (token === '') return card('Confirm your e-mail address', LINK_PROBLEM.EMAIL_TOKEN_INVALID)
   return card('Confirm your e-mail address', 'Press the button to make the address this link was sent to your account’s address.', form)
 }
@@ -144,19 +129,15 @@ export function emailCard ({ session, notify }) {
     field('Current password', current),
     error,
     h('div', { class: 'row' }, h('button', { type: 'submit', class: 'button button-primary' }, session.user.email ? 'Change address' : 'Add address')))
-  form.addEventListener('submit', (event) => {
-    event.preventDefault()
-    notify(null)
-    showError(error, null)
-    busy(form, async () => {
-      try {
-        await email.change(address.value.trim(), current.value)
-        notify(`We sent a confirmation link to ${address.value.trim()}. The address is used once you open it.`)
-        form.reset()
-      } catch (failure) {
-        showError(error, failure.code === 'BAD_CREDENTIALS' ? 'Your current password isn’t right.' : friendlyMessage(failure))
-      }
-    })
+  submitForm(form, {
+    notify,
+    error,
+    work: async () => {
+      await email.change(address.value.trim(), current.value)
+      notify(`We sent a confirmation link to ${address.value.trim()}. The address is used once you open it.`)
+      form.reset()
+    },
+    failed: currentPasswordMessage,
   })
   return h('div', { class: 'card' },
     h('h2', {}, 'E-mail address'),

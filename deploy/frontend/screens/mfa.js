@@ -1,7 +1,6 @@
 import { api } from '../api.js'
-import { busy, field, h, replaceChildren } from '../dom.js'
-import { friendlyMessage } from '../errors.js'
-import { showError } from '../dom.js'
+import { errorBox, field, h, replaceChildren, submitForm } from '../dom.js'
+import { currentPasswordMessage, friendlyMessage } from '../errors.js'
 
 const SVG = 'http://www.w3.org/2000/svg'
 const LOW_RECOVERY_CODES = 3
@@ -108,22 +107,18 @@ export function secondFactorCard ({ notify, refreshUser }) {
 
   function disabledView (status) {
     const password = passwordInput()
-    const error = h('p', { class: 'form-error', role: 'alert', hidden: true })
+    const error = errorBox()
     const form = h('form', { class: 'stack' },
       field('Current password', password),
       error,
       h('div', { class: 'row' }, h('button', { type: 'submit', class: 'button button-primary' }, 'Set up two-step sign-in')))
-    form.addEventListener('submit', (event) => {
-      event.preventDefault()
-      showError(error, null)
-      busy(form, async () => {
-        try {
-          const { secret, otpauthUrl } = await api.startTotp(password.value)
-          replaceChildren(body, await enrolView(secret, otpauthUrl))
-        } catch (failure) {
-          showError(error, failure.code === 'BAD_CREDENTIALS' ? 'Your current password isn’t right.' : friendlyMessage(failure))
-        }
-      })
+    submitForm(form, {
+      error,
+      work: async () => {
+        const { secret, otpauthUrl } = await api.startTotp(password.value)
+        replaceChildren(body, await enrolView(secret, otpauthUrl))
+      },
+      failed: currentPasswordMessage,
     })
     return [
       h('p', { class: 'mfa-state' }, 'Status: ', h('strong', {}, 'Off')),
@@ -136,26 +131,24 @@ export function secondFactorCard ({ notify, refreshUser }) {
 
   async function enrolView (secret, otpauthUrl) {
     const code = h('input', { name: 'code', inputmode: 'numeric', autocomplete: 'one-time-code', pattern: '[0-9]{6}', maxlength: 6, required: true })
-    const error = h('p', { class: 'form-error', role: 'alert', hidden: true })
+    const error = errorBox()
     const form = h('form', { class: 'stack' },
       field('Code shown by the app', code, '6 digits'),
       error,
       h('div', { class: 'row' },
         h('button', { type: 'submit', class: 'button button-primary' }, 'Turn on'),
         h('button', { type: 'button', class: 'button button-quiet', onclick: load }, 'Cancel')))
-    form.addEventListener('submit', (event) => {
-      event.preventDefault()
-      showError(error, null)
-      busy(form, async () => {
-        try {
-          const { recoveryCodes } = await api.confirmTotp(code.value.trim())
-          notify('Two-step sign-in is on.')
-          showCodes(recoveryCodes)
-        } catch (failure) {
-          showError(error, friendlyMessage(failure))
-          code.select()
-        }
-      })
+    submitForm(form, {
+      error,
+      work: async () => {
+        const { recoveryCodes } = await api.confirmTotp(code.value.trim())
+        notify('Two-step sign-in is on.')
+        showCodes(recoveryCodes)
+      },
+      failed: (failure) => {
+        code.select()
+        return friendlyMessage(failure)
+      },
     })
     return [
       h('p', {}, '1. Scan this QR code with your authenticator app:'),
@@ -192,22 +185,16 @@ export function secondFactorCard ({ notify, refreshUser }) {
   function guardedForm (title, hint, buttonClass, action) {
     const password = passwordInput()
     const code = codeInput()
-    const error = h('p', { class: 'form-error', role: 'alert', hidden: true })
+    const error = errorBox()
     const form = h('form', { class: 'stack' },
       field('Current password', password),
       field('Code from the app, or a recovery code', code),
       error,
       h('div', { class: 'row' }, h('button', { type: 'submit', class: `button ${buttonClass}` }, title)))
-    form.addEventListener('submit', (event) => {
-      event.preventDefault()
-      showError(error, null)
-      busy(form, async () => {
-        try {
-          await action(password.value, code.value.trim())
-        } catch (failure) {
-          showError(error, failure.code === 'BAD_CREDENTIALS' ? 'Your current password isn’t right.' : friendlyMessage(failure))
-        }
-      })
+    submitForm(form, {
+      error,
+      work: () => action(password.value, code.value.trim()),
+      failed: currentPasswordMessage,
     })
     return h('details', { class: 'mfa-action' }, h('summary', {}, title), h('p', { class: 'muted' }, hint), form)
   }

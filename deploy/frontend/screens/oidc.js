@@ -1,7 +1,7 @@
 /* global location, history */
 import { request } from '../api.js'
 import { API_BASE } from '../config.js'
-import { busy, errorBox, field, formatDate, h, replaceChildren, showError } from '../dom.js'
+import { errorBox, field, formatDate, h, replaceChildren, submitForm } from '../dom.js'
 import { friendlyMessage } from '../errors.js'
 import { secondFactorStep } from './auth.js'
 
@@ -155,18 +155,13 @@ export function identitiesCard ({ notify }) {
       field('New password', password, 'At least 8 characters.'),
       error,
       h('div', { class: 'row' }, h('button', { type: 'submit', class: 'button button-primary' }, 'Set password')))
-    form.addEventListener('submit', (event) => {
-      event.preventDefault()
-      showError(error, null)
-      busy(form, async () => {
-        try {
-          await oidcApi.setPassword(password.value)
-          notify('Password set.')
-          load()
-        } catch (failure) {
-          showError(error, friendlyMessage(failure))
-        }
-      })
+    submitForm(form, {
+      error,
+      work: async () => {
+        await oidcApi.setPassword(password.value)
+        notify('Password set.')
+        load()
+      },
     })
     return form
   }

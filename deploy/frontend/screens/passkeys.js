@@ -1,6 +1,6 @@
 /* global location */
 import { api } from '../api.js'
-import { busy, confirmation, errorBox, field, formatDate, h, replaceChildren, showError } from '../dom.js'
+import { confirmation, errorBox, field, formatDate, h, replaceChildren, showError, submitForm } from '../dom.js'
 import { friendlyMessage } from '../errors.js'
 
 // @simplewebauthn/browser's ES modules, copied out of node_modules by the build (never committed).
@@ -190,28 +190,24 @@ export function passkeysCard ({ notify, signedIn }) {
     return row
   }
 
-  form.addEventListener('submit', (event) => {
-    event.preventDefault()
-    showError(error, null)
-    busy(form, async () => {
-      try {
-        const lib = await webauthn().catch(() => null)
-        if (lib === null || !lib.browserSupportsWebAuthn()) {
-          showError(error, 'This browser can’t create passkeys.')
-          return
-        }
-        const { options } = await api.passkeyRegisterOptions()
-        const response = await lib.startRegistration({ optionsJSON: options })
-        const label = name.value.trim()
-        const { passkey } = await api.passkeyRegister(response, label === '' ? undefined : label)
-        notify(`Passkey “${passkey.name}” added. You can now sign in with it.`)
-        name.value = deviceName()
-        await load()
-        refreshUser()
-      } catch (failure) {
-        showError(error, passkeyMessage(failure, 'add'))
+  submitForm(form, {
+    error,
+    work: async () => {
+      const lib = await webauthn().catch(() => null)
+      if (lib === null || !lib.browserSupportsWebAuthn()) {
+        showError(error, 'This browser can’t create passkeys.')
+        return
       }
-    })
+      const { options } = await api.passkeyRegisterOptions()
+      const response = await lib.startRegistration({ optionsJSON: options })
+      const label = name.value.trim()
+      const { passkey } = await api.passkeyRegister(response, label === '' ? undefined : label)
+      notify(`Passkey “${passkey.name}” added. You can now sign in with it.`)
+      name.value = deviceName()
+      await load()
+      refreshUser()
+    },
+    failed: (failure) => passkeyMessage(failure, 'add'),
   })
 
   load()

@@ -1,5 +1,5 @@
 import { api } from '../api.js'
-import { busy, confirmation, errorBox, field, formatDate, h, pagedList, replaceChildren, showError } from '../dom.js'
+import { confirmRemoval, errorBox, field, formatDate, h, pagedList, replaceChildren, submitForm } from '../dom.js'
 import { friendlyMessage } from '../errors.js'
 
 const PAGE_SIZE = 10
@@ -75,19 +75,11 @@ export function tasksScreen ({ notify }) {
         h('div', { class: 'row' },
           h('button', { type: 'submit', class: 'button button-primary' }, 'Save'),
           h('button', { type: 'button', class: 'button button-secondary', onclick: () => show('edit') }, 'Cancel')))
-      form.addEventListener('submit', (event) => {
-        event.preventDefault()
-        notify(null)
-        showError(error, null)
-        busy(form, async () => {
-          try {
-            replaceWith((await api.updateTask(task.id, { title: title.value, description: description.value })).task, 'edit')
-            return true
-          } catch (failure) {
-            showError(error, friendlyMessage(failure))
-            return false
-          }
-        }).then((isSaved) => { if (!isSaved) title.focus() })
+      submitForm(form, {
+        notify,
+        error,
+        work: async () => replaceWith((await api.updateTask(task.id, { title: title.value, description: description.value })).task, 'edit'),
+        done: (failure) => { if (failure) title.focus() },
       })
       // Escape leaves the form as Cancel does.
       form.addEventListener('keydown', (event) => { if (event.key === 'Escape') show('edit') })
@@ -96,25 +88,18 @@ export function tasksScreen ({ notify }) {
     }
 
     function confirmDelete () {
-      return confirmation({
+      return confirmRemoval({
+        row: item,
+        notify,
         question: ['Delete ', h('strong', {}, `“${task.title}”`), '? This can’t be undone.'],
         confirmLabel: 'Delete task',
         cancelLabel: 'Keep it',
-        onCancel: () => show('delete'),
-        onConfirm: async () => {
-          notify(null)
-          try {
-            await api.deleteTask(task.id)
-          } catch (error) {
-            notify(friendlyMessage(error), 'error')
-            show('delete')
-            return
-          }
-          // The focus goes to the next task's checkbox (or the previous one's, or the new-task field).
-          const neighbour = item.nextElementSibling ?? item.previousElementSibling
-          item.remove()
+        remove: () => api.deleteTask(task.id),
+        restore: () => show('delete'),
+        removed: (neighbour) => {
           updateEmpty()
           notify('Task deleted.')
+          // The focus goes to the next task's checkbox (or the previous one's, or the new-task field).
           ;(neighbour?.querySelector('[data-focus="check"]') ?? title).focus()
         },
       })
@@ -132,22 +117,18 @@ export function tasksScreen ({ notify }) {
     field('Description', description),
     createError,
     h('div', { class: 'row row-end' }, h('button', { type: 'submit', class: 'button button-primary' }, 'Add task')))
-  create.addEventListener('submit', (event) => {
-    event.preventDefault()
-    notify(null)
-    showError(createError, null)
-    busy(create, async () => {
-      try {
-        const body = { title: title.value }
-        if (description.value !== '') body.description = description.value
-        const { task } = await api.createTask(body)
-        list.prepend(taskItem(task))
-        create.reset()
-        updateEmpty()
-      } catch (error) {
-        showError(createError, friendlyMessage(error))
-      }
-    }).then(() => title.focus())
+  submitForm(create, {
+    notify,
+    error: createError,
+    work: async () => {
+      const body = { title: title.value }
+      if (description.value !== '') body.description = description.value
+      const { task } = await api.createTask(body)
+      list.prepend(taskItem(task))
+      create.reset()
+      updateEmpty()
+    },
+    done: () => title.focus(),
   })
 
   pages.start()

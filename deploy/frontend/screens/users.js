@@ -1,5 +1,5 @@
 import { api } from '../api.js'
-import { confirmation, formatDate, h, pagedList, replaceChildren } from '../dom.js'
+import { confirmation, confirmRemoval, formatDate, h, pagedList, replaceChildren } from '../dom.js'
 import { friendlyMessage } from '../errors.js'
 
 const PAGE_SIZE = 20
@@ -68,21 +68,14 @@ export function usersScreen ({ session, notify }) {
     }
 
     function confirmDelete () {
-      return confirmation({
+      return confirmRemoval({
+        row,
+        notify,
         question: ['Delete ', h('strong', {}, user.username), ' with all their tasks and sessions? This can’t be undone.'],
         confirmLabel: 'Delete user',
-        onCancel: () => show('delete'),
-        onConfirm: async () => {
-          notify(null)
-          try {
-            await api.deleteUser(user.id)
-          } catch (error) {
-            notify(friendlyMessage(error), 'error')
-            show('delete')
-            return
-          }
-          const neighbour = row.nextElementSibling ?? row.previousElementSibling
-          row.remove()
+        remove: () => api.deleteUser(user.id),
+        restore: () => show('delete'),
+        removed: (neighbour) => {
           notify(`${user.username} was deleted.`)
           neighbour?.querySelector('[data-focus="role"]:not(:disabled), [data-focus="delete"]:not(:disabled)')?.focus()
         },
