@@ -86,6 +86,32 @@ t.test('the mail server down for a while, then up: every mail arrives, once', as
   await app.close()
 })
 
+t.test('a mail the server refuses for good (5xx) is given up at once, its body dropped, and the rest go on', async (t) => {
+  const app = await instance()
+  const refused = `no-such-mailbox.${Date.now()}@example.test`
+  smtp.refuse(refused)
+  const [fine] = await queue(app, 1, `after-refusal.${Date.now()}.`)
+  await app.db.transaction((tx) => enqueueMail(tx, app.secretBox, { to: refused, subject: 'hello', text: 'text', html: '<p>html</p>', kind: 'test' }))
+  app.mailer.wake()
+  await smtp.waitFor(fine!)
+  await app.mailer.idle()
+  const row = async () => (await app.db.select().from(mailOutbox).where(eq(mailOutbox.to, refused)))[0]!
+  const given = await row()
+  t.equal(given.attempts, 1, 'tried once')
+  t.ok(given.gaveUpAt !== null, 'given up')
+  t.equal(given.sentAt, null, 'never marked sent')
+  t.match(given.lastError, /550/, "the server's answer is recorded")
+  t.same([given.text, given.html], ['', ''], 'the body is not kept for a mail that will never go')
+  // Later rounds leave it alone, even with its due time in the past.
+  await app.db.update(mailOutbox).set({ dueAt: sql`now()` }).where(eq(mailOutbox.to, refused))
+  app.mailer.wake()
+  await app.mailer.idle()
+  t.equal((await row()).attempts, 1, 'not tried again')
+  t.equal(receivedBy(refused), 0)
+  t.equal(receivedBy(fine!), 1, 'the other mail went out')
+  await app.close()
+})
+
 t.test('SIGKILL while a mail is being sent: it goes out after the restart', async (t) => {
   const dataDir = await mkdtemp(join(tmpdir(), 'cookie-auth-mail-'))
   t.teardown(() => rm(dataDir, { recursive: true, force: true }))

@@ -143,3 +143,24 @@ t.test('without OTEL_EXPORTER_OTLP_ENDPOINT nothing is traced and the log lines 
   t.same(lines.filter((line) => line.msg === 'incoming request' || line.msg === 'request completed').map((line) => line.msg), ['incoming request', 'request completed'])
   t.ok(lines.every((line) => line.traceId === undefined))
 })
+
+t.test('LOG_LEVEL decides what is logged: info logs each request, warn only what went wrong', async (t) => {
+  const linesAt = async (level: string) => {
+    const logs = new LogCapture()
+    // The level comes from the configuration read from the environment, as `npm start` reads it.
+    const app = await buildApp({ config: testConfig({}, { LOG_LEVEL: level }), database, pressure: { maxEventLoopDelay: 0 }, logStream: logs })
+    t.teardown(() => app.close())
+    await app.ready()
+    t.equal((await app.inject({ url: '/api/health' })).statusCode, 200)
+    // A 401 (no token) is an answer, not a fault: at warn it leaves no line either.
+    t.equal((await app.inject({ url: '/api/tasks' })).statusCode, 401)
+    return logs.text.trim().split('\n').filter((line) => line !== '').map((line) => JSON.parse(line) as { level: number, msg: string })
+  }
+  const info = await linesAt('info')
+  t.ok(info.some((line) => line.msg === 'request completed'), 'info: each request is logged')
+  const warn = await linesAt('warn')
+  t.same(warn.filter((line) => line.msg === 'incoming request' || line.msg === 'request completed'), [], 'warn: no request lines')
+  t.ok(warn.every((line) => line.level >= 40), 'warn: nothing below warning')
+  const silent = await linesAt('silent')
+  t.same(silent, [], 'silent: nothing at all')
+})

@@ -21,6 +21,8 @@ export class TestSmtpServer {
   private readonly events = new EventEmitter()
   private server: SMTPServer | undefined
   private holding = false
+  /** Recipients answered 550 at RCPT TO, as a server does for a mailbox that does not exist. */
+  private readonly refused = new Set<string>()
   /** Messages held unanswered; released (accepted) by `release()`. */
   private held: Array<() => void> = []
 
@@ -40,6 +42,10 @@ export class TestSmtpServer {
       // Plain SMTP on loopback: no STARTTLS for nodemailer to try, no login to offer.
       disabledCommands: ['STARTTLS', 'AUTH'],
       logger: false,
+      onRcptTo: (address, _session, callback) => {
+        if (!this.refused.has(address.address.toLowerCase())) return callback()
+        callback(Object.assign(new Error('5.1.1 mailbox unavailable'), { responseCode: 550 }))
+      },
       onData: (stream, _session, callback) => {
         const chunks: Buffer[] = []
         stream.on('data', (chunk: Buffer) => chunks.push(chunk))
@@ -77,6 +83,9 @@ export class TestSmtpServer {
     if (server === undefined) return
     await new Promise<void>((resolve) => server.close(() => resolve()))
   }
+
+  /** From now on, mail to `address` is refused for good (550), as for a mailbox that does not exist. */
+  refuse (address: string): void { this.refused.add(address.toLowerCase()) }
 
   /** From now on, a message's data is received but not answered until `release()`. */
   hold (): void { this.holding = true }
