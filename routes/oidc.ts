@@ -3,9 +3,10 @@ import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typ
 import type { CookieSerializeOptions } from '@fastify/cookie'
 import type { FastifyRequest } from 'fastify'
 import * as client from 'openid-client'
+import { TransactionRollbackError } from 'drizzle-orm'
 import type { OidcProvider } from '../plugins/oidc.js'
 import {
-  createUserWithUniqueName, findUserByIdentity, isIdentityTaken, linkIdentity, listIdentities, unlinkIdentity, type VerifiedIdentity,
+  createUserWithUniqueName, findUserByIdentity, linkIdentity, listIdentities, unlinkIdentity, type VerifiedIdentity,
 } from '../src/db/queries/identities.js'
 import { consumeSecret, issueSecret } from '../src/db/queries/one-time-secrets.js'
 import { findUserById, hasPassword, setFirstPassword } from '../src/db/queries/users.js'
@@ -224,13 +225,15 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
     try {
       return await app.db.transaction(async (tx) => {
         const user = await createUserWithUniqueName(tx, baseName)
-        await linkIdentity(tx, user.id, identity)
+        // Undefined: the same identity's first sign-in in another tab linked it first (the unique
+        // index made this insert wait for that commit). This account is rolled back, never kept
+        // without a way in.
+        if (await linkIdentity(tx, user.id, identity) === undefined) tx.rollback()
         await request.audit(tx, 'register', { userId: user.id, actorId: user.id, detail: { method: 'oidc', provider: identity.provider } })
         return { ...user, totpOn: false }
       })
     } catch (error) {
-      // The same identity's first sign-in in two tabs at once: the other made the account.
-      if (!isIdentityTaken(error)) throw error
+      if (!(error instanceof TransactionRollbackError)) throw error
       const made = await findUserByIdentity(app.db, identity.issuer, identity.subject)
       if (made === undefined) throw error
       return made

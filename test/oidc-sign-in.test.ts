@@ -25,6 +25,7 @@ const accounts: Accounts = {
   'eve-at-idp': { preferred_username: 'eve' },
   'frank-at-idp': { preferred_username: 'frank' },
   'dave-second': { email: 'dave@elsewhere.example' },
+  'grace-at-idp': { preferred_username: 'grace' },
 }
 
 const logs = new LogCapture()
@@ -209,6 +210,22 @@ t.test('the same code exchanged twice at once starts one session', async (t) => 
   const { code } = await callback(callbackPath, flowCookies)
   const answers = await Promise.all([exchange(code!), exchange(code!)])
   t.same(answers.map((answer) => answer.statusCode).sort(), [200, 401])
+})
+
+t.test("one identity's first sign-in in two tabs at once makes one account, and both tabs are signed in to it", async (t) => {
+  const before = await userCount()
+  const codes: string[] = []
+  for (let tab = 0; tab < 2; tab++) {
+    const { callbackPath, flowCookies } = await toCallback('test', 'grace-at-idp')
+    codes.push((await callback(callbackPath, flowCookies)).code!)
+  }
+  const answers = await Promise.all(codes.map((code) => exchange(code)))
+  t.same(answers.map((answer) => answer.statusCode), [200, 200])
+  const [first, second] = answers.map((answer) => answer.json().user.id as string)
+  t.equal(first, second, 'both tabs are signed in to the same account')
+  t.equal(await userCount(), before + 1, 'one account made: none left behind without a way in')
+  const linked = await app.db.select().from(userIdentities).where(eq(userIdentities.userId, first!))
+  t.equal(linked.length, 1, 'and the identity is linked to it')
 })
 
 t.test('an ID token with a nonce the API never sent is refused, and creates nothing', async (t) => {

@@ -1,7 +1,7 @@
 import { and, asc, eq, sql } from 'drizzle-orm'
 import type { Db } from '../client.js'
 import { userIdentities, users } from '../schema.js'
-import { sqlState, UsernameTaken } from '../../errors.js'
+import { UsernameTaken } from '../../errors.js'
 import { createUser, publicUser, type UserRow } from './users.js'
 import { keepsAWayIn } from './ways-in.js'
 
@@ -22,8 +22,6 @@ const identityColumns = {
   email: userIdentities.email,
   createdAt: userIdentities.createdAt,
 }
-
-const UNIQUE_VIOLATION = '23505'
 
 /** The user an identity signs in, with whether a TOTP code must follow (as after a password). */
 export async function findUserByIdentity (db: Db, issuer: string, subject: string) {
@@ -94,9 +92,4 @@ export async function unlinkIdentity (tx: Db, userId: string, identityId: string
   if (!keeps) return { outcome: 'last_way' }
   await tx.delete(userIdentities).where(and(eq(userIdentities.id, identityId), eq(userIdentities.userId, userId)))
   return { outcome: 'removed', identity }
-}
-
-/** True when a unique violation came from the (issuer, subject) index: the identity was linked meanwhile. */
-export function isIdentityTaken (error: unknown): boolean {
-  return sqlState(error) === UNIQUE_VIOLATION
 }
