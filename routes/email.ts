@@ -12,7 +12,7 @@ import { auditAndNotify, mailContext, queueMail, queueNotification } from '../sr
 import { linkMail, notificationMail } from '../src/mail/templates.js'
 import { hashPassword, isCommonPassword, PASSWORD_MAX_LENGTH, verifyPassword } from '../src/passwords.js'
 import { EmailAddress, failures, NoContent, Password, signedIn, UserEnvelope } from '../src/schemas.js'
-import { verifyTotpOrRecoveryCode } from '../src/second-factor.js'
+import { secondFactorKindOf, verifyTotpOrRecoveryCode } from '../src/second-factor.js'
 
 // API.md: a verification link lives 24 hours, a reset link 30 minutes.
 export const VERIFICATION_TTL_SECONDS = 24 * 60 * 60
@@ -190,7 +190,7 @@ const emailRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const account = accountKeyOfUser(userId)
       await app.accountLimit.assertNotLimited(request, reply, account)
       const used = code === undefined ? undefined : await verifyTotpOrRecoveryCode(app.db, app.secretBox, userId, code)
-      if (code !== undefined) app.metrics.secondFactorChecks.inc({ method: /^[0-9]{6}$/.test(code) ? 'totp' : 'recovery_code', outcome: used === undefined ? 'failure' : 'success' })
+      if (code !== undefined) app.metrics.secondFactorChecks.inc({ method: secondFactorKindOf(code), outcome: used === undefined ? 'failure' : 'success' })
       if (used === undefined) {
         if (code !== undefined) {
           await app.accountLimit.recordFailure(request, account)

@@ -10,6 +10,15 @@ export const TOTP_CODE_PATTERN = '^[0-9]{6}$'
 export const RECOVERY_CODE_COUNT = 10
 const ISSUER = 'cookie-auth-api'
 
+export type SecondFactorUsed = 'totp' | 'recovery_code'
+
+const TOTP_CODE = new RegExp(TOTP_CODE_PATTERN)
+
+/** Which kind of second factor `code` is by its shape: six digits are a TOTP code, anything else a recovery code. */
+export function secondFactorKindOf (code: string): SecondFactorUsed {
+  return TOTP_CODE.test(code) ? 'totp' : 'recovery_code'
+}
+
 /** A fresh base32 secret: 20 random bytes (160 bits), RFC 4226's recommended length. */
 export function newTotpSecret (): string {
   return generateSecret({ length: 20 })
@@ -25,7 +34,7 @@ export function otpauthUrl (username: string, secret: string): string {
  * already used is the database's question (claimTotpStep).
  */
 export async function matchTotpStep (secret: string, code: string): Promise<number | undefined> {
-  if (!new RegExp(TOTP_CODE_PATTERN).test(code)) return undefined
+  if (secondFactorKindOf(code) !== 'totp') return undefined
   // A tolerance of one period each way covers exactly the steps before and after the current one.
   const result = await verify({ secret, token: code, period: PERIOD, digits: 6, algorithm: 'sha1', epochTolerance: PERIOD })
   return result.valid && 'timeStep' in result ? result.timeStep : undefined
@@ -62,8 +71,6 @@ export function hashRecoveryCode (code: string): string {
   return createHash('sha256').update(normalizeRecoveryCode(code)).digest('hex')
 }
 
-export type SecondFactorUsed = 'totp' | 'recovery_code'
-
 /**
  * Checks a second factor for a user whose TOTP is on: a 6-digit code (accepted once per time step,
  * even when sent twice at once) or a recovery code (used up, even when sent twice at once).
@@ -74,7 +81,7 @@ export type SecondFactorUsed = 'totp' | 'recovery_code'
 export async function verifyTotpOrRecoveryCode (db: Db, box: SecretBox, userId: string, code: string): Promise<SecondFactorUsed | undefined> {
   const totp = await findTotp(db, userId)
   if (totp === undefined || !totp.enabled) return undefined
-  if (new RegExp(TOTP_CODE_PATTERN).test(code)) {
+  if (secondFactorKindOf(code) === 'totp') {
     return await verifyTotpCode(db, box, userId, totp.sealedSecret, code, true) ? 'totp' : undefined
   }
   return await useRecoveryCode(db, userId, hashRecoveryCode(code)) ? 'recovery_code' : undefined

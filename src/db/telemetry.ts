@@ -10,26 +10,28 @@ const SUMMARY_CACHE_LIMIT = 1000
 const summaries = new Map<string, { name: string, operation: string, collection: string | undefined }>()
 
 /**
- * The statement's name in OpenTelemetry's terms (`SELECT sessions`, `INSERT refresh_tokens`): the
- * operation and the first table, read from the SQL text. Parameters travel separately (`$1`), and
- * this reads only the text, so no value can reach a span.
- */
-/**
  * The table of a SELECT's own FROM, not of a subquery before it (the user columns carry `exists
  * (select 1 from "passkeys" …)`): the first `from` outside any parentheses.
  */
 function fromAtTopLevel (text: string): RegExpExecArray | null {
+  // One pass: the parentheses before each match are counted from where the last count stopped.
+  let depth = 0
+  let counted = 0
   for (const match of text.matchAll(/\bfrom\s+"?([\w.]+)"?/gi)) {
-    let depth = 0
-    for (let i = 0; i < match.index; i++) {
-      if (text[i] === '(') depth++
-      else if (text[i] === ')') depth--
+    for (; counted < match.index; counted++) {
+      if (text[counted] === '(') depth++
+      else if (text[counted] === ')') depth--
     }
     if (depth === 0) return match as RegExpExecArray
   }
   return null
 }
 
+/**
+ * The statement's name in OpenTelemetry's terms (`SELECT sessions`, `INSERT refresh_tokens`): the
+ * operation and the first table, read from the SQL text. Parameters travel separately (`$1`), and
+ * this reads only the text, so no value can reach a span.
+ */
 export function statementSummary (text: string): { name: string, operation: string, collection: string | undefined } {
   const cached = summaries.get(text)
   if (cached !== undefined) return cached

@@ -1,9 +1,8 @@
-import { eq } from 'drizzle-orm'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Db } from '../db/client.js'
+import { findEmailOf } from '../db/queries/email.js'
 import { enqueueMail } from '../db/queries/mail-outbox.js'
 import type { AuditType } from '../db/queries/audit.js'
-import { users } from '../db/schema.js'
 import { notificationMail, type MailContext, type NotificationKind, type RenderedMail } from './templates.js'
 
 /** Where the request came from, for the "was it you?" line. */
@@ -34,7 +33,7 @@ export async function queueNotification (
   tx: Db, app: FastifyInstance, userId: string, kind: NotificationKind, request: FastifyRequest
 ): Promise<boolean> {
   if (!app.config.mailEnabled) return false
-  const [user] = await tx.select({ username: users.username, email: users.email }).from(users).where(eq(users.id, userId))
+  const user = await findEmailOf(tx, userId)
   if (user === undefined || user.email === null) return false
   await queueMail(tx, app, request, user.email, kind, notificationMail(kind, mailContext(app, request, user.username)))
   return true

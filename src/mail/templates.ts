@@ -80,7 +80,7 @@ function render ({ subject, paragraphs, action, ifNotYou }: Content, context: Ma
 }
 
 /** The mails that carry a one-time link, by kind: what was asked, what the link does, and for how long. */
-const LINK_MAILS = {
+const LINK_MAILS: Record<LinkMailKind, { subject: string, asked: string, howTo: string, label: string, ifNotYou: string }> = {
   verify_email: {
     subject: 'confirm your e-mail address',
     asked: 'use this address for',
@@ -95,9 +95,9 @@ const LINK_MAILS = {
     label: 'Choose a new password',
     ifNotYou: 'ignore this message; your password stays as it is. Someone may have typed your address by mistake.',
   },
-} as const
+}
 
-export function linkMail (kind: keyof typeof LINK_MAILS, context: MailContext, link: string): RenderedMail {
+export function linkMail (kind: LinkMailKind, context: MailContext, link: string): RenderedMail {
   const mail = LINK_MAILS[kind]
   return render({
     subject: mail.subject,
