@@ -1,4 +1,3 @@
-import { createHash, timingSafeEqual } from 'node:crypto'
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { CookieSerializeOptions } from '@fastify/cookie'
 import type { FastifyRequest } from 'fastify'
@@ -17,6 +16,7 @@ import { hashPassword, isCommonPassword } from '../src/passwords.js'
 import { usernameFromClaims, type NameClaims } from '../src/oidc-username.js'
 import { DateTime, failures, IdParams, MfaChallengeSchema, NoContent, Password, settingCookies, signedIn, UserSchema } from '../src/schemas.js'
 import { afterPassword } from '../src/sign-in.js'
+import { sameSecret } from '../src/constant-time.js'
 
 // The flow waits this long for the person at the provider (a password, a second factor, consent).
 const FLOW_TTL_SECONDS = 600
@@ -36,8 +36,6 @@ const Identity = Type.Object({
 interface FlowData { provider: string, sealedVerifier: string, nonce: string, bound: boolean, linkUserId: string | null }
 /** What the one-time code carries from the callback to the exchange. */
 interface CodeData extends VerifiedIdentity { baseName: string, linkUserId: string | null }
-
-const sha256 = (value: string) => createHash('sha256').update(value).digest()
 
 /**
  * Sign-in with an identity provider. The provider's callback is a top-level visit to the API's
@@ -182,7 +180,7 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
     if (state === undefined || data === undefined || data.provider !== provider.id) return fail('invalid_state')
     if (data.bound) {
       const cookie = request.cookies[flowCookieName]
-      if (cookie === undefined || !timingSafeEqual(sha256(cookie), sha256(state))) return fail('invalid_state', { cause: 'no flow cookie from this browser' })
+      if (cookie === undefined || !sameSecret(cookie, state)) return fail('invalid_state', { cause: 'no flow cookie from this browser' })
     }
     const currentUrl = new URL(provider.redirectUri)
     currentUrl.search = request.url.slice(request.url.indexOf('?'))

@@ -3,10 +3,11 @@ import type { Db } from '../client.js'
 import { users } from '../schema.js'
 import { EmailTokenInvalid, sqlState } from '../../errors.js'
 import { publicUser } from './users.js'
+import { totpOn } from './mfa.js'
 
 /** The account whose verified address this is (any letter case), if any. */
 export async function findUserByVerifiedEmail (db: Db, email: string) {
-  const [user] = await db.select({ id: users.id, username: users.username, totpOn: sql<boolean>`${users.totpEnabledAt} is not null` })
+  const [user] = await db.select({ id: users.id, username: users.username, totpOn })
     .from(users)
     .where(eq(sql`lower(${users.email})`, email.toLowerCase()))
   return user

@@ -1,7 +1,8 @@
-import { and, asc, eq, sql } from 'drizzle-orm'
+import { and, asc, eq } from 'drizzle-orm'
 import type { Db } from '../client.js'
 import { userIdentities, users } from '../schema.js'
 import { UsernameTaken } from '../../errors.js'
+import { totpOn } from './mfa.js'
 import { createUser, publicUser, type UserRow } from './users.js'
 import { keepsAWayIn } from './ways-in.js'
 
@@ -26,7 +27,7 @@ const identityColumns = {
 /** The user an identity signs in, with whether a TOTP code must follow (as after a password). */
 export async function findUserByIdentity (db: Db, issuer: string, subject: string) {
   const [user] = await db
-    .select({ ...publicUser, totpOn: sql<boolean>`${users.totpEnabledAt} is not null` })
+    .select({ ...publicUser, totpOn })
     .from(userIdentities)
     .innerJoin(users, eq(users.id, userIdentities.userId))
     .where(and(eq(userIdentities.issuer, issuer), eq(userIdentities.subject, subject)))

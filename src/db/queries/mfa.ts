@@ -3,13 +3,16 @@ import type { Db } from '../client.js'
 import type { SecretBox } from '../../secret-box.js'
 import { recoveryCodes, users, type Role } from '../schema.js'
 
+/** TOTP is on (confirmed), so a code must follow a password. */
+export const totpOn: SQL<boolean> = sql<boolean>`${users.totpEnabledAt} is not null`
+
 /**
  * Whether the user (of the `users` row in scope) has a second factor: the one place that says what
  * counts as one, a TOTP or a passkey; every check follows (user.mfa, MFA_REQUIRED_ROLES,
  * tokenRequired, the task statements). The outer row is named as "users"."id" on purpose: inside
  * the subquery an unqualified "id" would be the passkey's own.
  */
-export const hasSecondFactor: SQL<boolean> = sql<boolean>`(${users.totpEnabledAt} is not null or exists (select 1 from "passkeys" where "passkeys"."user_id" = "users"."id"))`
+export const hasSecondFactor: SQL<boolean> = sql<boolean>`(${totpOn} or exists (select 1 from "passkeys" where "passkeys"."user_id" = "users"."id"))`
 
 /**
  * True when MFA_REQUIRED_ROLES lets this user (of the `users` row in scope) use the API beyond

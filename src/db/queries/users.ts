@@ -4,7 +4,7 @@ import type { Db } from '../client.js'
 import { users, type Role } from '../schema.js'
 import { LastAdmin, sqlState, UsernameTaken } from '../../errors.js'
 import { decodeCursor, olderThan, toPage } from '../pagination.js'
-import { hasSecondFactor } from './mfa.js'
+import { hasSecondFactor, totpOn } from './mfa.js'
 
 /** The columns a user may see. `password_hash` is never fetched unless a password is being checked. */
 export const publicUser = {
@@ -40,7 +40,7 @@ export async function createUser (db: Db, values: { username: string, passwordHa
 /** For a sign-in: the hash to check, and whether a TOTP code must follow the password. */
 export async function findUserWithHashByName (db: Db, username: string) {
   const [user] = await db
-    .select({ ...publicUser, passwordHash: users.passwordHash, totpOn: sql<boolean>`${users.totpEnabledAt} is not null` })
+    .select({ ...publicUser, passwordHash: users.passwordHash, totpOn })
     .from(users)
     .where(eq(sql`lower(${users.username})`, username.toLowerCase()))
   return user
