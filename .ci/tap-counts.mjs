@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs'
 
 const lines = readFileSync(0, 'utf8').split('\n')
-const counts = { passed: 0, failed: 0, skipped: 0, todo: 0, assertions: 0, failedAssertions: 0, files: 0, skips: [], failures: [] }
+const counts = { passed: 0, failed: 0, skipped: 0, todo: 0, assertions: 0, skips: [], failures: [] }
 
 // A stack of open subtests: their indent, name, whether they hold subtests, and failures counted inside.
 const open = []
@@ -42,18 +42,15 @@ for (const line of lines) {
     if (directive === 'SKIP') counts.skipped += 1
     else counts.todo += 1
     counts.skips.push(`${where}: ${directive} ${reason}`.trim())
-    if (indent === 0 && closesSubtest) counts.files += 1
     continue
   }
   if (indent === 0) {
     if (!closesSubtest) continue
-    counts.files += 1
     if (!ok && top.failuresInside === 0) noteFailure(`${name}: the file failed outside any test (crash, timeout or a check at its top level)`)
     continue
   }
   if (!closesSubtest) {
     counts.assertions += 1
-    if (!ok) counts.failedAssertions += 1
     // A failed check directly in a file or a parent test is not inside any leaf test: counted when
     // that file or parent closes, if nothing else failed there.
     continue

@@ -546,10 +546,6 @@ async function startSink (): Promise<{ url: string, received: () => number, clos
   return { url: `http://127.0.0.1:${port}`, received: () => received, close: () => new Promise((resolve) => server.close(() => resolve())) }
 }
 
-/**
- * Each variant's API serves tasks-list and me, one API at a time, in the order a b c c b a so that
- * drift in the machine's load cancels out. The database is migrated and seeded once, directly.
- */
 /** The bench database's server connections, counted and closed through an admin connection. */
 interface ServerConnections {
   count (): Promise<number>
@@ -557,6 +553,23 @@ interface ServerConnections {
   closeAll (): Promise<void>
 }
 
+/** A run where anything answered other than 2xx measured refusals, not the service: report nothing. */
+function refuseFailedRuns<Row extends { scenario: Scenario, non2xx: number, errors: number }> (rows: Row[], server: (row: Row) => string): void {
+  const failed = rows.filter((r) => r.non2xx > 0 || r.errors > 0)
+  if (failed.length > 0) {
+    throw new Error(`refusing to report this run: non-2xx answers or errors in ${failed.map((r) => `${r.scenario}/${server(r)} (${r.non2xx} non-2xx, ${r.errors} errors)`).join(', ')}`)
+  }
+}
+
+function describeLoad (atStart: number[], atEnd: number[]): string {
+  const format = (load: number[]) => load.map((n) => n.toFixed(2)).join(', ')
+  return `machine load (1, 5, 15 min): ${format(atStart)} at the start, ${format(atEnd)} at the end, on ${cpus().length} cores`
+}
+
+/**
+ * Each variant's API serves tasks-list and me, one API at a time, in the order a b c c b a so that
+ * drift in the machine's load cancels out. The database is migrated and seeded once, directly.
+ */
 async function compareVariants (
   databaseUrl: string, jwtSecret: string, opts: Options, variants: Variant[], serverConnections: ServerConnections
 ): Promise<VariantRow[]> {
@@ -565,7 +578,8 @@ async function compareVariants (
   await stop(first.child)
   const rows: VariantRow[] = []
   for (const variant of [...variants, ...[...variants].reverse()]) {
-    const api = await startApi(variant.env.DATABASE_URL ?? databaseUrl, jwtSecret, opts.source, variant.env)
+    // variant.env may name another DATABASE_URL (the pooler's): it overrides this one.
+    const api = await startApi(databaseUrl, jwtSecret, opts.source, variant.env)
     const finish = variant.during?.(api)
     try {
       for (const scenario of VARIANT_SCENARIOS) {
@@ -580,8 +594,7 @@ async function compareVariants (
       await serverConnections.closeAll()
     }
   }
-  const failed = rows.filter((r) => r.non2xx > 0 || r.errors > 0)
-  if (failed.length > 0) throw new Error(`refusing to report this run: non-2xx answers or errors in ${failed.map((r) => `${r.scenario}/${r.variant}`).join(', ')}`)
+  refuseFailedRuns(rows, (row) => row.variant)
   return rows
 }
 
@@ -692,8 +705,9 @@ async function main () {
         await close()
       }
       await sleep(1000)
+      const loadAtEnd = loadavg()
       console.log('\n' + variantTable(rows))
-      console.log(`\nmachine load (1, 5, 15 min): ${loadAtStart.map((n) => n.toFixed(2)).join(', ')} at the start, ${loadavg().map((n) => n.toFixed(2)).join(', ')} at the end, on ${cpus().length} cores`)
+      console.log(`\n${describeLoad(loadAtStart, loadAtEnd)}`)
       const out = opts.out ?? join(root, 'bench-results', `bench-${mode}-${startedAt.toISOString().replaceAll(':', '-')}.json`)
       mkdirSync(dirname(out), { recursive: true })
       writeFileSync(out, JSON.stringify({
@@ -701,7 +715,7 @@ async function main () {
         mode,
         durationSeconds: opts.duration,
         warmupSeconds: opts.warmup,
-        machine: { cpus: cpus().length, node: process.version, postgres: version, loadAverageAtStart: loadAtStart, loadAverageAtEnd: loadavg() },
+        machine: { cpus: cpus().length, node: process.version, postgres: version, loadAverageAtStart: loadAtStart, loadAverageAtEnd: loadAtEnd },
         rows,
       }, null, 2) + '\n')
       console.log(`\nwritten to ${out}`)
@@ -750,12 +764,8 @@ async function main () {
     const loadAtEnd = loadavg()
 
     console.log('\n' + table(rows))
-    console.log(`\nmachine load (1, 5, 15 min): ${loadAtStart.map((n) => n.toFixed(2)).join(', ')} at the start, ${loadAtEnd.map((n) => n.toFixed(2)).join(', ')} at the end, on ${cpus().length} cores`)
-    // A run where anything answered other than 2xx measured refusals, not the service: report nothing.
-    const failed = rows.filter((r) => r.non2xx > 0 || r.errors > 0)
-    if (failed.length > 0) {
-      throw new Error(`refusing to report this run: non-2xx answers or errors in ${failed.map((r) => `${r.scenario}/${r.server} (${r.non2xx} non-2xx, ${r.errors} errors)`).join(', ')}`)
-    }
+    console.log(`\n${describeLoad(loadAtStart, loadAtEnd)}`)
+    refuseFailedRuns(rows, (row) => row.server)
     console.log(`\nAPI VmHWM (peak resident memory since start): ${apiHwmMiB.toFixed(1)} MiB`)
     console.log(`\ntargets${opts.smoke ? ' (smoke run: shown, not asserted)' : ''}:`)
     for (const target of targets) console.log(`  ${target.met ? 'met   ' : 'MISSED'} ${target.name}: ${target.measured} (goal ${target.goal})`)
