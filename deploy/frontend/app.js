@@ -26,9 +26,9 @@ const ROUTES = {
   // Signed in or not: a sign-in lands here, and so does linking an identity to a signed-in account.
   '#/oidc': { screen: oidcLandingScreen, title: 'Signing in' },
   '#/forgot-password': { screen: forgotPasswordScreen, title: 'Forgot password', signedIn: false },
-  // Mailed links: they work signed in or out (`anyone`), and carry `?token=…` after the route.
-  '#/reset-password': { screen: resetPasswordScreen, title: 'Reset password', anyone: true },
-  '#/verify-email': { screen: verifyEmailScreen, title: 'Confirm e-mail address', anyone: true },
+  // Mailed links: they work signed in or out (no `signedIn`), and carry `?token=…` after the route.
+  '#/reset-password': { screen: resetPasswordScreen, title: 'Reset password' },
+  '#/verify-email': { screen: verifyEmailScreen, title: 'Confirm e-mail address' },
 }
 
 // A notice survives the one navigation that follows it ("You have signed out" on the sign-in
@@ -109,7 +109,7 @@ function render () {
     navigate(session.user ? '#/tasks' : '#/sign-in')
     return
   }
-  if (route.signedIn && !route.anyone && !session.user) {
+  if (route.signedIn && !session.user) {
     navigate('#/sign-in')
     return
   }

@@ -55,6 +55,7 @@ export function forgotPasswordScreen ({ notify }) {
 
 export function resetPasswordScreen ({ notify, navigate, session, signedOut }) {
   const token = tokenFromHash()
+  if (token === '') return card('Reset your password', LINK_PROBLEM.RESET_TOKEN_INVALID, h('p', {}, h('a', { href: '#/forgot-password' }, 'Ask for a new link')))
   const next = h('input', { name: 'new-password', type: 'password', autocomplete: 'new-password', required: true, minlength: 8, maxlength: 256 })
   const repeat = h('input', { name: 'repeat-password', type: 'password', autocomplete: 'new-password', required: true })
   const code = h('input', { name: 'code', autocomplete: 'one-time-code', maxlength: 64, autocapitalize: 'none', spellcheck: 'false' })
@@ -95,13 +96,13 @@ export function resetPasswordScreen ({ notify, navigate, session, signedOut }) {
       return LINK_PROBLEM[failure.code] ?? friendlyMessage(failure)
     },
   })
-  if (token === '') return card('Reset your password', LINK_PROBLEM.RESET_TOKEN_INVALID, h('p', {}, h('a', { href: '#/forgot-password' }, 'Ask for a new link')))
   return card('Choose a new password', 'Pressing the button sets the new password and signs your account out on every device.',
     form, h('p', { class: 'auth-footer' }, h('a', { href: '#/forgot-password' }, 'Ask for a new link')))
 }
 
 export function verifyEmailScreen ({ notify, navigate, session, signedIn }) {
   const token = tokenFromHash()
+  if (token === '') return card('Confirm your e-mail address', LINK_PROBLEM.EMAIL_TOKEN_INVALID)
   const error = errorBox()
   const confirm = h('button', { type: 'button', class: 'button button-primary button-wide' }, 'Confirm this address')
   const form = h('form', { class: 'stack' }, error, confirm)
@@ -115,7 +116,6 @@ export function verifyEmailScreen ({ notify, navigate, session, signedIn }) {
     },
     failed: (failure) => LINK_PROBLEM[failure.code] ?? friendlyMessage(failure),
   }))
-  if (token === '') return card('Confirm your e-mail address', LINK_PROBLEM.EMAIL_TOKEN_INVALID)
   return card('Confirm your e-mail address', 'Press the button to make the address this link was sent to your account’s address.', form)
 }
 
