@@ -1,12 +1,11 @@
 import t, { type Test } from 'tap'
 import { randomUUID } from 'node:crypto'
-import { createConnection } from 'node:net'
 import { and, eq, sql } from 'drizzle-orm'
 import { CREDENTIAL_LIMITS } from '../plugins/rate-limit.js'
 import { auditEvents, sessions } from '../src/db/schema.js'
 import { buildTestApp, cookiesFrom, setCookieLines, signIn, STRONG_PASSWORD } from './helpers/app.js'
 import { FaultProxy } from './helpers/fault-proxy.js'
-import { toolSkip } from './helpers/tools.js'
+import { redisSkip } from './helpers/tools.js'
 
 const login = (app: Awaited<ReturnType<typeof buildTestApp>>, username: string, password: string, remoteAddress = '198.51.100.7', headers: Record<string, string> = {}) =>
   app.inject({ method: 'POST', url: '/api/auth/login', payload: { username, password }, remoteAddress, headers })
@@ -163,17 +162,7 @@ t.test('a lenient global limit applies to every route except health; RATE_LIMIT_
   }
 })
 
-async function redisAvailable (): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ host: '127.0.0.1', port: 6379 })
-    socket.setTimeout(500)
-    socket.once('connect', () => { socket.destroy(); resolve(true) })
-    socket.once('error', () => resolve(false))
-    socket.once('timeout', () => { socket.destroy(); resolve(false) })
-  })
-}
-
-t.test('with REDIS_URL two instances share their counters', { skip: toolSkip(t, 'Redis on 127.0.0.1:6379', await redisAvailable(), 'apt-get install redis-server; .ci/run starts it') }, async (t) => {
+t.test('with REDIS_URL two instances share their counters', { skip: await redisSkip(t) }, async (t) => {
   const first = await buildTestApp(t, { redisUrl: 'redis://127.0.0.1:6379' })
   const second = await buildTestApp(t, { redisUrl: 'redis://127.0.0.1:6379' })
   const username = `shared_${randomUUID().slice(0, 8)}`
@@ -204,7 +193,7 @@ t.test('an unreachable Redis never switches the limits off: counting moves to th
   await assertLimitsHold(t, app, 'Redis unreachable from the start')
 })
 
-t.test('Redis stopped mid-run: the limits go on in the instance', { skip: toolSkip(t, 'Redis on 127.0.0.1:6379', await redisAvailable(), 'apt-get install redis-server; .ci/run starts it') }, async (t) => {
+t.test('Redis stopped mid-run: the limits go on in the instance', { skip: await redisSkip(t) }, async (t) => {
   const proxy = await FaultProxy.start({ host: '127.0.0.1', port: 6379 })
   t.teardown(() => proxy.close())
   const app = await buildTestApp(t, { redisUrl: proxy.urlFor('redis://127.0.0.1:6379') })

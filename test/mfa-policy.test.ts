@@ -1,6 +1,5 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { createConnection } from 'node:net'
 import { PassThrough, Readable } from 'node:stream'
 import { eq, isNotNull, sql } from 'drizzle-orm'
 import { generateSync } from 'otplib'
@@ -10,7 +9,7 @@ import { auditEvents, sessions, users } from '../src/db/schema.js'
 import { createSecretBox } from '../src/secret-box.js'
 import { buildTestApp, promote, signIn, testConfig } from './helpers/app.js'
 import { enrolTotp, passwordStep, roomInStep, totpCode, verifyCode } from './helpers/mfa.js'
-import { toolSkip } from './helpers/tools.js'
+import { redisSkip } from './helpers/tools.js'
 
 // One app (one database) for the whole file: a new embedded database costs seconds. Admins must
 // have a second factor here; the other tests use plain users, whom that does not touch.
@@ -134,15 +133,7 @@ t.test('reencrypt-secrets (CLI): after a key rotation every secret is sealed wit
   t.match(out, /0 TOTP secret\(s\) re-sealed/, 'a second run has nothing to do')
 })
 
-async function redisAvailable (): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ host: '127.0.0.1', port: 6379 })
-    socket.once('connect', () => { socket.destroy(); resolve(true) })
-    socket.once('error', () => resolve(false))
-  })
-}
-
-t.test('wrong codes are limited per account across two instances sharing Redis', { skip: toolSkip(t, 'Redis on 127.0.0.1:6379', await redisAvailable(), 'apt-get install redis-server; .ci/run starts it') }, async (t) => {
+t.test('wrong codes are limited per account across two instances sharing Redis', { skip: await redisSkip(t) }, async (t) => {
   // Two instances of one deployment share the database, Redis and ENCRYPTION_KEY.
   const instance = async () => {
     const instance = await buildApp({

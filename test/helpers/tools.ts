@@ -1,3 +1,4 @@
+import { createConnection } from 'node:net'
 import { findProgram } from './deploy-stack.js'
 
 /** The part of a tap test these helpers use: a failure to record. */
@@ -26,4 +27,20 @@ export function toolSkip (t: FailContext, tool: string, present: boolean, instal
 /** `toolSkip` for a program looked up on PATH (and the sbin folders). */
 export function programSkip (t: FailContext, program: string, install: string): string | false {
   return toolSkip(t, program, findProgram(program) !== undefined, install)
+}
+
+/** Whether Redis answers on its default local port (half a second at most: a closed port fails at once). */
+async function redisAnswers (): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port: 6379 })
+    socket.setTimeout(500)
+    socket.once('connect', () => { socket.destroy(); resolve(true) })
+    socket.once('error', () => resolve(false))
+    socket.once('timeout', () => { socket.destroy(); resolve(false) })
+  })
+}
+
+/** `toolSkip` for the tests of counters shared through Redis on 127.0.0.1:6379. */
+export async function redisSkip (t: FailContext): Promise<string | false> {
+  return toolSkip(t, 'Redis on 127.0.0.1:6379', await redisAnswers(), 'apt-get install redis-server; .ci/run starts it')
 }
