@@ -32,8 +32,13 @@ const DISCOVERY_TIMEOUT_SECONDS = 10
 async function discover (settings: OidcProviderSettings, isProduction: boolean): Promise<client.Configuration> {
   return client.discovery(new URL(settings.issuer), settings.clientId, settings.clientSecret, undefined, {
     timeout: DISCOVERY_TIMEOUT_SECONDS,
-    // Plain http is for a provider on loopback in development and tests; config.ts refuses it in production.
-    ...(isProduction ? {} : { execute: [client.allowInsecureRequests] }),
+    execute: [
+      // The ID token's signature is checked against the provider's published keys, not only trusted
+      // because it came over TLS: development allows plain http, and a forged token must not pass.
+      client.enableNonRepudiationChecks,
+      // Plain http is for a provider on loopback in development and tests; config.ts refuses it in production.
+      ...(isProduction ? [] : [client.allowInsecureRequests]),
+    ],
   })
 }
 

@@ -10,7 +10,7 @@ import {
 import { consumeSecret, issueSecret } from '../src/db/queries/one-time-secrets.js'
 import { findUserById, hasPassword, setFirstPassword } from '../src/db/queries/users.js'
 import {
-  CommonPassword, IdentityNotFound, LastWayToSignIn, OidcFailed, OidcLinkFailed, PasswordAlreadySet, ProviderNotFound,
+  CommonPassword, IdentityNotFound, LastWayToSignIn, OidcFailed, OidcLinkFailed, OidcNotStartedHere, PasswordAlreadySet, ProviderNotFound,
 } from '../src/errors.js'
 import { hashPassword, isCommonPassword } from '../src/passwords.js'
 import { usernameFromClaims, type NameClaims } from '../src/oidc-username.js'
@@ -32,10 +32,17 @@ const Identity = Type.Object({
   createdAt: DateTime,
 })
 
+// The frontend's proof that a code comes back to the browser tab that started its flow (the PKCE
+// idea, between the frontend and us): the tab keeps a random verifier, sends its S256 hash to
+// /start or /link, and the verifier itself with the code.
+const Challenge = Type.String({ pattern: '^[A-Za-z0-9_-]{43}$', description: 'base64url SHA-256 of a random verifier the frontend keeps; the exchange must then send it' })
+const Verifier = Type.String({ pattern: '^[A-Za-z0-9_-]{43,128}$', description: 'the verifier whose hash the start carried' })
+const ChallengeQuery = { challenge: Type.Optional(Challenge) }
+
 /** What the flow keeps server-side between the start and the callback (the `state` is its key). */
-interface FlowData { provider: string, sealedVerifier: string, nonce: string, bound: boolean, linkUserId: string | null }
+interface FlowData { provider: string, sealedVerifier: string, nonce: string, bound: boolean, linkUserId: string | null, challenge: string | null }
 /** What the one-time code carries from the callback to the exchange. */
-interface CodeData extends VerifiedIdentity { baseName: string, linkUserId: string | null }
+interface CodeData extends VerifiedIdentity { baseName: string, linkUserId: string | null, challenge: string | null }
 
 /**
  * Sign-in with an identity provider. The provider's callback is a top-level visit to the API's
@@ -63,12 +70,14 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const landing = (query: Record<string, string>) => `${config.appUrl}/#/oidc?${new URLSearchParams(query).toString()}`
 
   /** Stores the flow and answers the provider's authorization URL (code flow, PKCE S256, state, nonce). */
-  async function beginFlow (provider: OidcProvider, linkUserId: string | null, bound: boolean): Promise<{ url: string, state: string }> {
+  async function beginFlow (provider: OidcProvider, linkUserId: string | null, bound: boolean, challenge: string | undefined): Promise<{ url: string, state: string }> {
     const verifier = client.randomPKCECodeVerifier()
     const nonce = client.randomNonce()
     // The one-time secret's value is the `state`: only its hash is stored, and the callback finds
     // the flow by it. The verifier is sealed too: a copy of the database alone cannot finish a flow.
-    const data: FlowData = { provider: provider.id, sealedVerifier: app.secretBox.seal(verifier, 'oidc_flow'), nonce, bound, linkUserId }
+    const data: FlowData = {
+      provider: provider.id, sealedVerifier: app.secretBox.seal(verifier, 'oidc_flow'), nonce, bound, linkUserId, challenge: challenge ?? null,
+    }
     const state = await issueSecret(app.db, { kind: 'oidc_flow', userId: linkUserId, ttlSeconds: FLOW_TTL_SECONDS, data: { ...data } })
     const url = client.buildAuthorizationUrl(provider.configuration, {
       redirect_uri: provider.redirectUri,
@@ -97,6 +106,18 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
     }
   }
 
+  /**
+   * Whether a code comes back to the browser tab that started its flow. A flow begun with a
+   * challenge needs its verifier. A verifier sent with a code whose flow had none means the code was
+   * planted in that tab: an attacker's own finished sign-in, sent to a victim so that the victim
+   * works in the attacker's account (login CSRF). A client that sends neither (curl, the contract's
+   * bare `{code}`) still signs in.
+   */
+  async function startedHere (challenge: string | null, verifier: string | undefined): Promise<boolean> {
+    if (challenge === null) return verifier === undefined
+    return verifier !== undefined && sameSecret(await client.calculatePKCECodeChallenge(verifier), challenge)
+  }
+
   /** The signed-in caller, or undefined: tokenRequired's checks without its 401. */
   async function callerOrUndefined (request: FastifyRequest): Promise<string | undefined> {
     try {
@@ -123,7 +144,7 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
       summary: 'Go to the provider to sign in (a top-level navigation, not a fetch)',
       description: '`link=1` links the identity to the signed-in caller instead; that needs the session cookie on this visit, so a frontend on another site uses POST /api/auth/oidc/{provider}/link.',
       params: ProviderParams,
-      querystring: Type.Object({ link: Type.Union([Type.Literal('0'), Type.Literal('1')], { default: '0' }) }, { additionalProperties: false }),
+      querystring: Type.Object({ link: Type.Union([Type.Literal('0'), Type.Literal('1')], { default: '0' }), ...ChallengeQuery }, { additionalProperties: false }),
       response: { 302: Type.Null({ description: 'to the provider, or to APP_URL/#/oidc?error=sign_in_first for link=1 without a session' }), ...failures({ 404: '`OIDC_PROVIDER_NOT_FOUND`' }) },
     },
   }, async (request, reply) => {
@@ -133,7 +154,7 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
       linkUserId = await callerOrUndefined(request) ?? null
       if (linkUserId === null) return reply.redirect(landing({ error: 'sign_in_first' }), 302)
     }
-    const { url, state } = await beginFlow(provider, linkUserId, true)
+    const { url, state } = await beginFlow(provider, linkUserId, true, request.query.challenge)
     reply.setCookie(flowCookieName, state, flowCookie)
     return reply.redirect(url, 302)
   })
@@ -146,11 +167,12 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
       description: 'Contract extension: a frontend on another site cannot send its (partitioned) session cookie on a top-level visit to /start, so it asks here with fetch and then navigates to `url`. The link completes at POST /api/auth/oidc/exchange, signed in as the same user.',
       security: signedIn,
       params: ProviderParams,
+      querystring: Type.Object(ChallengeQuery, { additionalProperties: false }),
       response: { 200: Type.Object({ url: Type.String() }), ...failures({ 404: '`OIDC_PROVIDER_NOT_FOUND`' }) },
     },
   }, async (request) => {
     const provider = providerOf(request.params.provider)
-    const { url } = await beginFlow(provider, request.user.id, false)
+    const { url } = await beginFlow(provider, request.user.id, false, request.query.challenge)
     return { url }
   })
 
@@ -198,8 +220,10 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
       claims = tokens.claims()
       accessToken = tokens.access_token
     } catch (error) {
-      // openid-client checked the ID token's signature, issuer, audience, nonce and expiry.
-      return fail('verification_failed', { err: { message: (error as Error).message, code: (error as { code?: unknown }).code } })
+      // openid-client checked the ID token's signature, issuer, audience, nonce and expiry; its
+      // message is generic, the cause's names the claim that did not match.
+      const { message, code, cause } = error as Error & { code?: unknown }
+      return fail('verification_failed', { err: { message, code, cause: (cause as Error | undefined)?.message } })
     }
     if (claims === undefined) return fail('verification_failed')
     const profile = { ...await profileClaims(provider, accessToken, claims), ...claims }
@@ -211,6 +235,7 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
       email,
       baseName: usernameFromClaims(profile as NameClaims),
       linkUserId: data.linkUserId,
+      challenge: data.challenge,
     }
     const code = await issueSecret(app.db, { kind: 'oidc_code', userId: data.linkUserId, ttlSeconds: CODE_TTL_SECONDS, data: { ...codeData } })
     return reply.redirect(landing({ code }), 302)
@@ -243,9 +268,10 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
     // someone else's browser links nothing.
     if (await callerOrUndefined(request) !== linkUserId) throw new OidcLinkFailed()
     const linked = await app.db.transaction(async (tx) => {
-      const row = await linkIdentity(tx, linkUserId, identity)
-      if (row !== undefined) await request.audit(tx, 'oidc_linked', { userId: linkUserId, actorId: linkUserId, detail: { provider: identity.provider, identityId: row.id } })
-      return row
+      const link = await linkIdentity(tx, linkUserId, identity)
+      // Linking an identity one already has changes nothing, and records nothing.
+      if (link?.created === true) await request.audit(tx, 'oidc_linked', { userId: linkUserId, actorId: linkUserId, detail: { provider: identity.provider, identityId: link.row.id } })
+      return link?.row
     })
     if (linked === undefined) throw new OidcLinkFailed()
     const user = await findUserById(app.db, linkUserId)
@@ -259,11 +285,11 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['oidc'],
       summary: 'Turn the one-time code from the callback into a session (or a linked identity)',
       description: 'Sign-in: answers like /login (the cookies, or `mfaRequired` for a user with TOTP). A linking code answers `{user, linked}` and needs the session that started the linking.',
-      body: Type.Object({ code: Type.String({ minLength: 1, maxLength: 200 }) }, { additionalProperties: false }),
+      body: Type.Object({ code: Type.String({ minLength: 1, maxLength: 200 }), verifier: Type.Optional(Verifier) }, { additionalProperties: false }),
       response: {
         200: settingCookies(Type.Union([Type.Object({ user: UserSchema, linked: Type.Optional(Identity) }), MfaChallengeSchema]),
           'Sets the access and refresh cookies, or (second factor owed) the pending sign-in cookie; nothing for a linking code'),
-        ...failures({ 401: '`OIDC_FAILED`: the code is unknown, expired or used; or a linking code from another session' }),
+        ...failures({ 401: '`OIDC_FAILED`: the code is unknown, expired or used; its flow began with a challenge this verifier does not answer (or without one, and a verifier came); or a linking code from another session' }),
       },
     },
   }, async (request, reply) => {
@@ -272,7 +298,11 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
       app.metrics.signIns.inc({ method: 'oidc', outcome: 'failure' })
       throw new OidcFailed()
     }
-    const { baseName, linkUserId, ...identity } = secret.data as unknown as CodeData
+    const { baseName, linkUserId, challenge, ...identity } = secret.data as unknown as CodeData
+    if (!await startedHere(challenge, request.body.verifier)) {
+      app.metrics.signIns.inc({ method: 'oidc', outcome: 'failure' })
+      throw new OidcNotStartedHere()
+    }
     if (linkUserId !== null) return finishLink(request, linkUserId, identity)
     const user = await accountFor(request, identity, baseName)
     return afterPassword(app, request, reply, user, 'browser', 'oidc')

@@ -22,6 +22,7 @@ export const PasskeyInvalid = createError('PASSKEY_INVALID', 'The passkey could 
 export const PasskeyNotFound = createError('PASSKEY_NOT_FOUND', 'Passkey not found', 404)
 export const TotpNotOn = createError('TOTP_NOT_ON', 'Two-step sign-in is not on', 409)
 export const OidcFailed = createError('OIDC_FAILED', 'This sign-in code is unknown, expired or already used; sign in again', 401)
+export const OidcNotStartedHere = createError('OIDC_FAILED', 'This sign-in was not started in this browser; sign in again', 401)
 export const OidcLinkFailed = createError('OIDC_FAILED', 'The identity could not be linked: sign in as the account that started the linking, or it belongs to another account', 401)
 export const ProviderNotFound = createError('OIDC_PROVIDER_NOT_FOUND', 'No such identity provider', 404)
 export const IdentityNotFound = createError('IDENTITY_NOT_FOUND', 'Identity not found', 404)

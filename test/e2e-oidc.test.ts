@@ -4,11 +4,12 @@ import { sessions, users } from '../src/db/schema.js'
 import {
   CHROMIUM, hasChromium, launchChromium, newProfile, screenshot, signInThroughForm, startStack, textOf, watchForPageErrors,
 } from './helpers/e2e-browser.js'
-import { startOidcProvider } from './helpers/oidc-provider.js'
-import { STRONG_PASSWORD } from './helpers/app.js'
+import { signInAtProvider, startOidcProvider } from './helpers/oidc-provider.js'
+import { cookiesFrom, STRONG_PASSWORD } from './helpers/app.js'
+import { toolSkip } from './helpers/tools.js'
 
 // Run under the shared lock (Chromium): flock /tmp/heavy.lock npx tap test/e2e-oidc.test.ts
-const skip = hasChromium() ? false : `${CHROMIUM} is not installed (apt-get install chromium; .ci/run does it)`
+const skip = toolSkip(t, CHROMIUM, hasChromium(), 'apt-get install chromium; .ci/run does it')
 
 t.test('sign-in with an identity provider in Chromium, cross-site: frontend on localhost, API and provider on 127.0.0.1', { skip }, async (t) => {
   let providerOrigin = ''
@@ -18,6 +19,7 @@ t.test('sign-in with an identity provider in Chromium, cross-site: frontend on l
       accounts: {
         zoe: { preferred_username: 'zoe', email: 'zoe@idp.example', name: 'Zoe Example' },
         'bob-at-idp': { email: 'bob@idp.example' },
+        mallory: { preferred_username: 'mallory' },
       },
       redirectUris: [`${apiOrigin}/api/auth/oidc/test/callback`],
     })
@@ -72,6 +74,20 @@ t.test('sign-in with an identity provider in Chromium, cross-site: frontend on l
   await page.getByRole('heading', { name: 'Sign in' }).waitFor()
   await page.reload()
   await page.getByRole('heading', { name: 'Sign in' }).waitFor()
+
+  // Login CSRF: an attacker finishes a sign-in with their own provider account (over HTTP here) and
+  // sends the landing URL to this browser. The page started no sign-in, so it does not use the code.
+  const attackerStart = await app.inject({ method: 'GET', url: '/api/auth/oidc/test/start' })
+  const attackerBack = await signInAtProvider(attackerStart.headers.location as string, 'mallory', `${apiOrigin}/api/auth/oidc/test/callback`)
+  const attackerCallback = await app.inject({ method: 'GET', url: attackerBack.pathname + attackerBack.search, cookies: cookiesFrom(attackerStart) })
+  const plantedCode = new URLSearchParams(String(attackerCallback.headers.location).split('#/oidc?')[1]).get('code')!
+  await page.goto(`${frontendUrl}#/oidc?code=${plantedCode}`)
+  await page.getByText('This sign-in was not started in this browser tab').waitFor()
+  await page.getByRole('heading', { name: 'Sign in' }).waitFor()
+  t.equal(await page.locator('.who').count(), 0, 'a planted code signs this browser in to nobody')
+  const unused = await app.inject({ method: 'POST', url: '/api/auth/oidc/exchange', payload: { code: plantedCode } })
+  t.equal(unused.statusCode, 200, 'the page did not even spend it')
+  t.equal(unused.json().user.username, 'mallory')
 
   // Linking from the Account page: a password account, a fresh browser profile (no provider session).
   t.equal((await app.inject({ method: 'POST', url: '/api/auth/register', payload: { username: 'bob', password: STRONG_PASSWORD } })).statusCode, 201)

@@ -1,4 +1,5 @@
 import t from 'tap'
+import { createHash, randomBytes } from 'node:crypto'
 import { and, eq, sql } from 'drizzle-orm'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { buildApp } from '../src/app.js'
@@ -35,13 +36,15 @@ t.before(async () => {
   const good = await startOidcProvider(t, { accounts, redirectUris: [callbackOf('test')] })
   const wrongNonce = await startOidcProvider(t, { accounts, redirectUris: [callbackOf('badnonce')], misbehave: 'wrongNonce' })
   const otherAudience = await startOidcProvider(t, { accounts, redirectUris: [callbackOf('badaud')], misbehave: 'otherAudience' })
+  const forgedSignature = await startOidcProvider(t, { accounts, redirectUris: [callbackOf('badsig')], misbehave: 'forgedSignature' })
   app = await buildTestApp(t, {}, {
     logs,
     env: {
-      OIDC_PROVIDERS: 'test,badnonce,badaud,down',
+      OIDC_PROVIDERS: 'test,badnonce,badaud,badsig,down',
       ...good.env('test', 'Test IdP'),
       ...wrongNonce.env('badnonce'),
       ...otherAudience.env('badaud'),
+      ...forgedSignature.env('badsig'),
       // Nothing listens here: outside production the provider is left out, and the start goes on.
       OIDC_DOWN_ISSUER: 'http://127.0.0.1:9',
       OIDC_DOWN_CLIENT_ID: 'x',
@@ -51,8 +54,9 @@ t.before(async () => {
 })
 
 /** Everything up to the callback: the start (with its flow cookie), the provider, the callback URL. */
-async function toCallback (provider: string, account: string, cookies: Cookies = {}, link = false) {
-  const start = await app.inject({ method: 'GET', url: `/api/auth/oidc/${provider}/start${link ? '?link=1' : ''}`, cookies })
+async function toCallback (provider: string, account: string, cookies: Cookies = {}, link = false, challenge?: string) {
+  const query = new URLSearchParams({ ...(link ? { link: '1' } : {}), ...(challenge === undefined ? {} : { challenge }) }).toString()
+  const start = await app.inject({ method: 'GET', url: `/api/auth/oidc/${provider}/start${query === '' ? '' : `?${query}`}`, cookies })
   if (start.statusCode !== 302) throw new Error(`start: ${start.statusCode} ${start.body}`)
   const callback = await signInAtProvider(start.headers.location as string, account, callbackOf(provider))
   return { callbackPath: callback.pathname + callback.search, flowCookies: cookiesFrom(start), start }
@@ -71,8 +75,14 @@ async function callback (callbackPath: string, cookies: Cookies) {
 let addresses = 0
 const nextAddress = () => `10.0.${Math.floor(++addresses / 250)}.${addresses % 250 + 1}`
 
-function exchange (code: string, cookies: Cookies = {}, remoteAddress = nextAddress()) {
-  return app.inject({ method: 'POST', url: '/api/auth/oidc/exchange', payload: { code }, cookies, remoteAddress })
+function exchange (code: string, cookies: Cookies = {}, remoteAddress = nextAddress(), verifier?: string) {
+  return app.inject({ method: 'POST', url: '/api/auth/oidc/exchange', payload: { code, ...(verifier === undefined ? {} : { verifier }) }, cookies, remoteAddress })
+}
+
+/** What the example frontend keeps in its tab (the verifier) and sends to the start (its S256 hash). */
+function tabBinding () {
+  const verifier = randomBytes(32).toString('base64url')
+  return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') }
 }
 
 /** The whole sign-in, as the frontend finishes it: returns the exchange's answer and its cookies. */
@@ -89,7 +99,7 @@ const userCount = async () => (await app.db.select({ n: sql<number>`count(*)::in
 t.test('the providers whose discovery worked are listed; one that is down is left out outside production', async (t) => {
   const response = await app.inject({ method: 'GET', url: '/api/auth/oidc/providers' })
   t.equal(response.statusCode, 200)
-  t.same(response.json().items, [{ id: 'test', name: 'Test IdP' }, { id: 'badnonce', name: 'badnonce' }, { id: 'badaud', name: 'badaud' }])
+  t.same(response.json().items, [{ id: 'test', name: 'Test IdP' }, { id: 'badnonce', name: 'badnonce' }, { id: 'badaud', name: 'badaud' }, { id: 'badsig', name: 'badsig' }])
   t.match(logs.text, /identity provider left out: its discovery failed/)
   t.equal((await app.inject({ method: 'GET', url: '/api/auth/oidc/down/start' })).statusCode, 404)
   t.equal((await app.inject({ method: 'GET', url: '/api/auth/oidc/Nope/start' })).json().code, 'OIDC_PROVIDER_NOT_FOUND')
@@ -235,7 +245,7 @@ t.test('an ID token with a nonce the API never sent is refused, and creates noth
   t.equal(back.error, 'verification_failed')
   t.equal(back.code, null)
   t.equal(await userCount(), before)
-  t.match(logs.text, /nonce/, 'the log says why')
+  t.match(logs.text, /ID Token \W+nonce\W+ claim/, 'the log names the claim that did not match')
 })
 
 t.test('an ID token issued for another client (audience) is refused, and creates nothing', async (t) => {
@@ -244,17 +254,75 @@ t.test('an ID token issued for another client (audience) is refused, and creates
   const back = await callback(callbackPath, flowCookies)
   t.equal(back.error, 'verification_failed')
   t.equal(await userCount(), before)
-  t.match(logs.text, /aud/, 'the log says why')
+  t.match(logs.text, /JWT \W+aud\W+ \(audience\) claim/, 'the log names the claim that did not match')
+})
+
+t.test('an ID token whose signature is not the provider\'s is refused, and creates nothing', async (t) => {
+  const before = await userCount()
+  const { callbackPath, flowCookies } = await toCallback('badsig', 'dave-second')
+  const back = await callback(callbackPath, flowCookies)
+  t.equal(back.error, 'verification_failed')
+  t.equal(back.code, null)
+  t.equal(await userCount(), before)
+  t.match(logs.text, /"provider":"badsig"[^\n]*signature/i, 'the log says the signature failed')
+})
+
+t.test('a flow older than ten minutes is refused at the callback', async (t) => {
+  const { callbackPath, flowCookies, start } = await toCallback('test', 'carol')
+  const state = new URL(start.headers.location as string).searchParams.get('state')!
+  await app.db.update(oneTimeSecrets).set({ expiresAt: sql`now() - interval '1 second'` })
+    .where(eq(oneTimeSecrets.secretHash, hashSecret(state)))
+  const back = await callback(callbackPath, flowCookies)
+  t.equal(back.error, 'invalid_state')
+  t.equal(back.code, null)
+})
+
+t.test('a flow begun with a challenge needs its verifier at the exchange: a code planted in another tab signs nobody in', async (t) => {
+  const tab = tabBinding()
+  const signInWithChallenge = async () => {
+    const { callbackPath, flowCookies } = await toCallback('test', 'carol', {}, false, tab.challenge)
+    return (await callback(callbackPath, flowCookies)).code!
+  }
+  const bare = await exchange(await signInWithChallenge())
+  t.equal(bare.statusCode, 401, 'without the verifier')
+  t.equal(bare.json().code, 'OIDC_FAILED')
+  t.notOk(bare.headers['set-cookie'], 'and no cookie')
+  const wrong = await exchange(await signInWithChallenge(), {}, nextAddress(), tabBinding().verifier)
+  t.equal(wrong.statusCode, 401, "another tab's verifier")
+  const right = await exchange(await signInWithChallenge(), {}, nextAddress(), tab.verifier)
+  t.equal(right.statusCode, 200, 'its own verifier')
+  t.equal(right.json().user.id, carolId)
+
+  // The attack: an attacker finishes a sign-in with their own provider account (no challenge, or
+  // their own) and sends the victim the landing URL. The victim's tab sends its verifier: refused.
+  const attackerFlow = await toCallback('test', 'eve-at-idp')
+  const planted = await callback(attackerFlow.callbackPath, attackerFlow.flowCookies)
+  const victim = await exchange(planted.code!, {}, nextAddress(), tab.verifier)
+  t.equal(victim.statusCode, 401, "the attacker's code, from a flow without a challenge")
+  t.equal(victim.json().code, 'OIDC_FAILED')
+  const attackerTab = tabBinding()
+  const plantedWithChallenge = await toCallback('test', 'eve-at-idp', {}, false, attackerTab.challenge)
+  const planted2 = await callback(plantedWithChallenge.callbackPath, plantedWithChallenge.flowCookies)
+  t.equal((await exchange(planted2.code!, {}, nextAddress(), tab.verifier)).statusCode, 401, "the attacker's code, from a flow with their challenge")
+
+  const malformed = await app.inject({ method: 'GET', url: '/api/auth/oidc/test/start?challenge=short' })
+  t.equal(malformed.statusCode, 400, 'a challenge is a base64url SHA-256')
 })
 
 t.test('an identity with the name and e-mail of an existing account gets a new account, never that one', async (t) => {
   const alice = await signIn(app, 'alice')
+  // Alice's verified address is the one the provider's account claims (verified there too).
+  await app.db.update(users).set({ email: 'alice@example.com', emailVerifiedAt: new Date() }).where(eq(users.id, alice.id))
   const { response } = await signInWith('test', 'alice-at-idp')
   t.equal(response.statusCode, 200)
   const { user } = response.json()
   t.not(user.id, alice.id, 'not linked to alice by name or address')
   t.equal(user.username, 'alice-2', 'the name made unique')
+  t.equal(user.email, null, 'the new account does not take the address either')
   t.same(await app.db.select().from(userIdentities).where(eq(userIdentities.userId, alice.id)), [])
+  const [aliceNow] = await app.db.select({ email: users.email, verified: users.emailVerifiedAt }).from(users).where(eq(users.id, alice.id))
+  t.equal(aliceNow?.email, 'alice@example.com', 'alice keeps her address')
+  t.ok(aliceNow?.verified, 'still verified')
 })
 
 t.test('usernames come from the claims, sanitised to the username rule', async (t) => {
@@ -290,6 +358,14 @@ t.test('linking while signed in adds the identity to the caller; the next sign-i
 
   const { response } = await signInWith('test', 'frank-at-idp')
   t.equal(response.json().user.id, frank.id, 'the identity now signs frank in')
+
+  // Linking it once more changes nothing and records nothing.
+  const relink = await app.inject({ method: 'POST', url: '/api/auth/oidc/test/link', cookies: frank.cookies })
+  const relinkUrl = await signInAtProvider(relink.json().url, 'frank-at-idp', callbackOf('test'))
+  const relinkBack = await callback(relinkUrl.pathname + relinkUrl.search, {})
+  t.equal((await exchange(relinkBack.code!, frank.cookies)).statusCode, 200)
+  const linkEvents = await app.db.select().from(auditEvents).where(and(eq(auditEvents.userId, frank.id), eq(auditEvents.type, 'oidc_linked')))
+  t.equal(linkEvents.length, 1, 'one oidc_linked event')
   const listed = await app.inject({ method: 'GET', url: '/api/auth/oidc/identities', cookies: frank.cookies })
   t.equal(listed.json().items.length, 1)
 

@@ -12,9 +12,11 @@ export type Accounts = Record<string, { email?: string, preferred_username?: str
  * - `wrongNonce`: the authorization request's nonce is swapped before the provider reads it, so the
  *   ID token carries a nonce the API never sent;
  * - `otherAudience`: the authorization and token requests are rewritten to another registered
- *   client, so the ID token is issued for that client, not the API.
+ *   client, so the ID token is issued for that client, not the API;
+ * - `forgedSignature`: the token endpoint's ID token leaves with its signature altered, as a token
+ *   forged or changed on the way would (its claims are all right).
  */
-export type Misbehaviour = 'wrongNonce' | 'otherAudience'
+export type Misbehaviour = 'wrongNonce' | 'otherAudience' | 'forgedSignature'
 
 export interface TestProvider {
   readonly issuer: string
@@ -77,6 +79,18 @@ export async function startOidcProvider (t: TestContext, options: TestProviderOp
         ;(ctx.request as { body?: unknown }).body = { ...form, ...OTHER_CLIENT }
       }
       await next()
+    })
+  }
+  if (options.misbehave === 'forgedSignature') {
+    provider.use(async (ctx, next) => {
+      await next()
+      const body = ctx.body as { id_token?: unknown } | undefined
+      if (ctx.path === '/token' && typeof body?.id_token === 'string') {
+        // The signature's first characters swapped for others: same length, same claims, wrong bytes.
+        const [header, payload, signature] = body.id_token.split('.')
+        const altered = (signature!.startsWith('AAAA') ? 'BBBB' : 'AAAA') + signature!.slice(4)
+        ctx.body = { ...body, id_token: `${header}.${payload}.${altered}` }
+      }
     })
   }
   server.on('request', provider.callback())

@@ -1,4 +1,4 @@
-/* global location, history */
+/* global location, history, sessionStorage, crypto, btoa, TextEncoder */
 import { request } from '../api.js'
 import { API_BASE } from '../config.js'
 import { errorBox, field, formatDate, h, replaceChildren, submitForm } from '../dom.js'
@@ -9,11 +9,17 @@ import { secondFactorStep } from './auth.js'
 // API's /start; the provider sends it back to the API's callback, which answers with a one-time
 // code in this page's address (#/oidc?code=…). This page then POSTs the code with fetch, so the
 // session cookies are set by a request from the frontend's own context (in its cookie partition).
+//
+// The tab that starts a sign-in keeps a random verifier and sends its SHA-256 to the API; the
+// exchange sends the verifier back. A code that lands in a tab which started nothing (an attacker's
+// own finished sign-in, sent as a link so that the victim works in the attacker's account) is never
+// exchanged here, and the API refuses it with any other tab's verifier.
+const VERIFIER_KEY = 'oidc-verifier'
 
 const oidcApi = {
   providers: () => request('GET', '/api/auth/oidc/providers', undefined, { refresh: false }),
-  exchange: (code) => request('POST', '/api/auth/oidc/exchange', { code }, { refresh: false }),
-  link: (provider) => request('POST', `/api/auth/oidc/${encodeURIComponent(provider)}/link`),
+  exchange: (code, verifier) => request('POST', '/api/auth/oidc/exchange', { code, verifier }, { refresh: false }),
+  link: (provider, challenge) => request('POST', `/api/auth/oidc/${encodeURIComponent(provider)}/link?challenge=${challenge}`),
   identities: () => request('GET', '/api/auth/oidc/identities'),
   unlink: (identityId) => request('DELETE', `/api/auth/oidc/identities/${encodeURIComponent(identityId)}`),
   setPassword: (newPassword) => request('POST', '/api/auth/password/set', { newPassword }),
@@ -30,6 +36,32 @@ const CALLBACK_ERRORS = {
 
 const startUrl = (provider) => `${API_BASE}/api/auth/oidc/${encodeURIComponent(provider.id)}/start`
 
+const base64url = (bytes) => btoa(String.fromCharCode(...bytes)).replaceAll('+', '-').replaceAll('/', '_').replace(/=+$/, '')
+
+/** A new verifier for this tab (replacing any earlier one); answers the challenge the API keeps. */
+async function newTabChallenge () {
+  const verifier = base64url(crypto.getRandomValues(new Uint8Array(32)))
+  sessionStorage.setItem(VERIFIER_KEY, verifier)
+  return base64url(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier))))
+}
+
+/** This tab's verifier, once: a landing uses it up whatever the exchange answers. */
+function takeTabVerifier () {
+  const verifier = sessionStorage.getItem(VERIFIER_KEY)
+  sessionStorage.removeItem(VERIFIER_KEY)
+  return verifier
+}
+
+/** The start link: a click makes the tab's challenge, then leaves for the provider through the API. */
+function providerLink (provider) {
+  const link = h('a', { class: 'button button-secondary button-wide', href: startUrl(provider) }, `Sign in with ${provider.name}`)
+  link.addEventListener('click', async (event) => {
+    event.preventDefault()
+    location.assign(`${startUrl(provider)}?challenge=${await newTabChallenge()}`)
+  })
+  return link
+}
+
 /** "Sign in with …" buttons, one per provider the API offers; nothing at all when there is none. */
 export function providerButtons () {
   const box = h('div', { class: 'stack oidc-providers', hidden: true })
@@ -37,7 +69,7 @@ export function providerButtons () {
     if (items.length === 0) return
     replaceChildren(box,
       h('p', { class: 'muted oidc-or' }, 'or'),
-      items.map((provider) => h('a', { class: 'button button-secondary button-wide', href: startUrl(provider) }, `Sign in with ${provider.name}`)))
+      items.map(providerLink))
     box.hidden = false
   }, () => { /* no buttons: the password form still works */ })
   return box
@@ -48,6 +80,7 @@ export function oidcLandingScreen ({ navigate, notify, signedIn, session }) {
   const params = new URLSearchParams(location.hash.split('?')[1] ?? '')
   const code = params.get('code')
   const failure = params.get('error')
+  const verifier = takeTabVerifier()
   // The code is single use; it should not stay in the address bar or the history either way.
   history.replaceState(null, '', `${location.pathname}${location.search}#/oidc`)
   const body = h('div', { class: 'stack' }, h('p', { class: 'loading' }, 'Signing you in…'))
@@ -69,8 +102,12 @@ export function oidcLandingScreen ({ navigate, notify, signedIn, session }) {
       giveUp(CALLBACK_ERRORS[failure] ?? 'Signing in with the identity provider failed. Please try again.')
       return
     }
+    if (!verifier) {
+      giveUp('This sign-in was not started in this browser tab, so it was not used. To sign in, start again here.')
+      return
+    }
     try {
-      const answer = await oidcApi.exchange(code)
+      const answer = await oidcApi.exchange(code, verifier)
       if (answer.mfaRequired) {
         const step = secondFactorStep({
           finish: (user) => finish(user),
@@ -107,7 +144,7 @@ export function identitiesCard ({ notify }) {
       replaceChildren(body,
         items.length === 0
           ? h('p', { class: 'muted' }, 'No identity linked.')
-          : h('ul', { class: 'session-list', 'aria-label': 'Linked identities' }, items.map(identityRow)),
+          : h('ul', { class: 'session-list', 'aria-label': 'Linked identities' }, items.map((identity) => identityRow(identity, providers))),
         providers.map((provider) => h('button', {
           type: 'button', class: 'button button-secondary', onclick: (event) => link(provider, event.currentTarget),
         }, `Link ${provider.name}`)),
@@ -117,7 +154,9 @@ export function identitiesCard ({ notify }) {
     }
   }
 
-  function identityRow (identity) {
+  function identityRow (identity, providers) {
+    // The provider's display name while it is still configured; its id otherwise.
+    const providerName = providers.find((provider) => provider.id === identity.provider)?.name ?? identity.provider
     const remove = h('button', { type: 'button', class: 'button button-quiet' }, 'Unlink')
     remove.addEventListener('click', async () => {
       remove.disabled = true
@@ -131,7 +170,7 @@ export function identitiesCard ({ notify }) {
       }
     })
     return h('li', { class: 'session' },
-      h('span', {}, h('strong', {}, identity.provider), identity.email ? ` · ${identity.email}` : '', ` · linked ${formatDate(identity.createdAt)}`),
+      h('span', {}, h('strong', {}, providerName), identity.email ? ` · ${identity.email}` : '', ` · linked ${formatDate(identity.createdAt)}`),
       remove)
   }
 
@@ -139,7 +178,7 @@ export function identitiesCard ({ notify }) {
     button.disabled = true
     try {
       // Asked with fetch (the session cookie rides along), then a top-level visit to the provider.
-      const { url } = await oidcApi.link(provider.id)
+      const { url } = await oidcApi.link(provider.id, await newTabChallenge())
       location.assign(url)
     } catch (error) {
       button.disabled = false

@@ -43,16 +43,17 @@ export async function listIdentities (db: Db, userId: string): Promise<IdentityR
 /**
  * Links an identity to a user. Undefined when the identity already belongs to someone (the unique
  * (issuer, subject) index decides, so two links at once cannot both win); the same user linking it
- * again gets the existing row. Run it in the transaction that records the audit event.
+ * again gets the existing row, with `created` false. Run it in the transaction that records the
+ * audit event.
  */
-export async function linkIdentity (tx: Db, userId: string, identity: VerifiedIdentity): Promise<IdentityRow | undefined> {
+export async function linkIdentity (tx: Db, userId: string, identity: VerifiedIdentity): Promise<{ row: IdentityRow, created: boolean } | undefined> {
   const [created] = await tx.insert(userIdentities).values({ userId, ...identity })
     .onConflictDoNothing({ target: [userIdentities.issuer, userIdentities.subject] })
     .returning(identityColumns)
-  if (created !== undefined) return created
+  if (created !== undefined) return { row: created, created: true }
   const [existing] = await tx.select(identityColumns).from(userIdentities)
     .where(and(eq(userIdentities.issuer, identity.issuer), eq(userIdentities.subject, identity.subject), eq(userIdentities.userId, userId)))
-  return existing
+  return existing === undefined ? undefined : { row: existing, created: false }
 }
 
 // Candidates are tried in this order; after that, random suffixes (a name everybody wants).
