@@ -3,7 +3,9 @@ import { join } from 'node:path'
 import type { FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import nodemailer, { type Transporter } from 'nodemailer'
-import { claimDueMails, countWaitingMails, markMailFailed, markMailSent, openMail, type ClaimedMail, type SealedMail } from '../src/db/queries/mail-outbox.js'
+import {
+  claimDueMails, countWaitingMails, markMailFailed, markMailSent, openMail, renewClaim, type ClaimedMail, type SealedMail,
+} from '../src/db/queries/mail-outbox.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -30,9 +32,11 @@ export interface MailerOptions {
   retryBaseSeconds?: number
 }
 
-// A claim outlives any send: nodemailer gives up on a silent server well before (timeouts below),
-// so a lease runs out only when its instance died, and no second instance sends a mail still in flight.
+// A claim outlives any send: each mail's lease is renewed right before its send, and a send that
+// has not finished within SEND_DEADLINE_MS counts as failed. So a lease runs out only when its
+// instance died, and no second instance sends a mail still in flight.
 const LEASE_SECONDS = 120
+const SEND_DEADLINE_MS = 90_000
 const BATCH = 10
 // 30 s, 1 min, 2 min … capped at an hour; after 12 attempts (about 5 hours) the mail is given up.
 const RETRY_BASE_SECONDS = 30
@@ -83,8 +87,21 @@ export default fp<MailerOptions>(async (app, options) => {
     // The same message nodemailer would send, as bytes, for the dev outbox.
     : nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix' })
 
+  /** nodemailer's send, given up after SEND_DEADLINE_MS (a server that answers a byte at a time never trips its timeouts). */
+  async function sendWithDeadline (mail: ClaimedMail) {
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<never>((_resolve, reject) => {
+      timer = setTimeout(() => reject(new Error(`the mail server took longer than ${SEND_DEADLINE_MS / 1000} s`)), SEND_DEADLINE_MS)
+    })
+    try {
+      return await Promise.race([transport.sendMail({ from: config.mailFrom, to: mail.to, subject: mail.subject, text: mail.text, html: mail.html }), deadline])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
   async function deliver (mail: ClaimedMail): Promise<void> {
-    const info = await transport.sendMail({ from: config.mailFrom, to: mail.to, subject: mail.subject, text: mail.text, html: mail.html })
+    const info = await sendWithDeadline(mail)
     if (config.smtpUrl !== undefined) return
     // The development outbox: the one place a link is logged, so `npm start` shows the whole flow.
     const links = mail.text.match(new RegExp(`${config.appUrl.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/#/\\S+`, 'g')) ?? []
@@ -134,8 +151,11 @@ export default fp<MailerOptions>(async (app, options) => {
       let claimed: SealedMail[]
       do {
         claimed = await claimDueMails(app.db, LEASE_SECONDS, BATCH)
-        // One at a time: a mail server is happier with a steady trickle than a burst.
-        for (const mail of claimed) await sendOne(mail)
+        // One at a time: a mail server is happier with a steady trickle than a burst. A mail whose
+        // claim was lost meanwhile (this batch outlived its lease) is another instance's now.
+        for (const mail of claimed) {
+          if (await renewClaim(app.db, mail.id, mail.attempt, LEASE_SECONDS)) await sendOne(mail)
+        }
       } while (claimed.length === BATCH && isOpen())
       waiting = await countWaitingMails(app.db)
       // Checked after the round's last await: a wake that came during the count is not lost.

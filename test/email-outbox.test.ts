@@ -10,7 +10,7 @@ import { purgeEndedRows } from '../src/db/queries/purge.js'
 import { mailOutbox } from '../src/db/schema.js'
 import { freshDatabaseUrl, STRONG_PASSWORD, testConfig, uniqueName } from './helpers/app.js'
 import { HttpClient } from './helpers/http-client.js'
-import { killServer, startServer } from './helpers/server-process.js'
+import { killServer, startServer, waitUntil } from './helpers/server-process.js'
 import { TestSmtpServer } from './helpers/smtp.js'
 
 // One database and one mail server for the file; the apps below share them.
@@ -60,6 +60,35 @@ t.test('two instances on one database and one mail server: every mail once, none
   t.same(addresses.filter((to) => receivedBy(to) !== 1), [], 'each of the 30 arrived exactly once')
   const unsent = await first.db.select({ id: mailOutbox.id }).from(mailOutbox).where(isNull(mailOutbox.sentAt))
   t.equal(unsent.length, 0, 'all marked sent')
+  await Promise.all([first.close(), second.close()])
+})
+
+t.test('a batch that outlives its lease: the mails another instance claimed meanwhile are sent by it alone', async (t) => {
+  const first = await instance()
+  smtp.hold()
+  // Ten mails in one commit, so that one claim takes them all; the first is due a second before the
+  // others, so it is the one in flight while the server holds it.
+  const inFlight = 'slow-first@example.test'
+  const rest = Array.from({ length: 9 }, (_, i) => `slow-rest${i}@example.test`)
+  await first.db.transaction(async (tx) => {
+    for (const to of [inFlight, ...rest]) await enqueueMail(tx, first.secretBox, { to, subject: `hello ${to}`, text: 'text', html: '<p>html</p>', kind: 'test' })
+    await tx.update(mailOutbox).set({ dueAt: sql`now() - interval '1 second'` }).where(eq(mailOutbox.to, inFlight))
+  })
+  first.mailer.wake()
+  await smtp.nextHeld()
+  const claimedAtOnce = await first.db.select({ attempts: mailOutbox.attempts }).from(mailOutbox).where(sql`${mailOutbox.to} like 'slow-%'`)
+  t.ok(claimedAtOnce.every((row) => row.attempts === 1), 'the first instance claimed all ten in one batch')
+  // Two minutes pass while the first send crawls: the batch's other leases run out (moved, not
+  // waited for), and a second instance starts and claims those mails again.
+  await first.db.update(mailOutbox).set({ claimedUntil: sql`now()` }).where(sql`${mailOutbox.to} like 'slow-rest%'`)
+  const second = await instance()
+  const reclaimed = async () => (await first.db.select({ attempts: mailOutbox.attempts }).from(mailOutbox)
+    .where(sql`${mailOutbox.to} like 'slow-rest%'`)).every((row) => row.attempts === 2)
+  await waitUntil(reclaimed, 'the second instance claimed the rest')
+  smtp.release()
+  for (const to of [inFlight, ...rest]) await smtp.waitFor(to)
+  await Promise.all([first.mailer.idle(), second.mailer.idle()])
+  t.same([inFlight, ...rest].filter((to) => receivedBy(to) !== 1), [], 'each of the 10 arrived exactly once')
   await Promise.all([first.close(), second.close()])
 })
 

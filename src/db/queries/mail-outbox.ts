@@ -76,6 +76,20 @@ export async function claimDueMails (db: Db, leaseSeconds: number, limit: number
   })
 }
 
+/**
+ * Extends this instance's claim on one mail just before its send, so that each send has a whole
+ * lease, however long the batch before it took. False when the claim was lost: the lease ran out
+ * and another instance claimed the row again (its claim counted another attempt), or the row is
+ * done. The caller then leaves that mail to the other instance: never two senders for one mail.
+ */
+export async function renewClaim (db: Db, id: string, attempt: number, leaseSeconds: number): Promise<boolean> {
+  const renewed = await db.update(mailOutbox)
+    .set({ claimedUntil: sql`now() + make_interval(secs => ${leaseSeconds})` })
+    .where(and(eq(mailOutbox.id, id), eq(mailOutbox.attempts, attempt), isPending()))
+    .returning({ id: mailOutbox.id })
+  return renewed.length === 1
+}
+
 /** Sent: the bodies (and any link in them) are erased; the row stays as a record until purged. */
 export async function markMailSent (db: Db, id: string): Promise<void> {
   await db.update(mailOutbox).set({ sentAt: sql`now()`, claimedUntil: null, text: '', html: '', lastError: null })
