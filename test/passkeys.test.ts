@@ -2,6 +2,7 @@ import t from 'tap'
 import { generateKeyPairSync } from 'node:crypto'
 import { and, eq, sql } from 'drizzle-orm'
 import type { FastifyInstance } from 'fastify'
+import { hashSecret } from '../src/db/queries/one-time-secrets.js'
 import { auditEvents, oneTimeSecrets, passkeys, sessions } from '../src/db/schema.js'
 import { buildTestApp, cookiesFrom, signIn, type Cookies, type SignedIn } from './helpers/app.js'
 import { FLAG_UP, SoftAuthenticator } from './helpers/webauthn.js'
@@ -42,6 +43,12 @@ async function signInWith (app: FastifyInstance, authenticator: SoftAuthenticato
 const storedCounter = async (app: FastifyInstance, credentialId: string) =>
   (await app.db.select({ counter: passkeys.counter }).from(passkeys).where(eq(passkeys.credentialId, credentialId)))[0]?.counter
 
+/** A challenge's stored row, found by the hash of the value the options carry; undefined if none. */
+async function challengeRow (app: FastifyInstance, challenge: string) {
+  const [row] = await app.db.select().from(oneTimeSecrets).where(eq(oneTimeSecrets.secretHash, hashSecret(challenge)))
+  return row === undefined ? undefined : { kind: row.kind, userId: row.userId, lifetimeMs: row.expiresAt.getTime() - row.createdAt.getTime() }
+}
+
 const passkeyFailures = async (app: FastifyInstance, userId: string | null) =>
   (await app.db.select({ detail: auditEvents.detail }).from(auditEvents)
     .where(and(eq(auditEvents.type, 'login_failed'), userId === null ? sql`${auditEvents.userId} is null` : eq(auditEvents.userId, userId))))
@@ -64,6 +71,7 @@ t.test('passkeys', async (t) => {
     t.ok(Buffer.from(options.challenge, 'base64url').length >= 16, 'a challenge of at least 16 random bytes')
     const stored = await app.db.select({ secretHash: oneTimeSecrets.secretHash }).from(oneTimeSecrets).where(eq(oneTimeSecrets.kind, 'webauthn_registration'))
     t.notOk(stored.some((row) => row.secretHash === options.challenge), 'only a hash of the challenge is stored')
+    t.same(await challengeRow(app, options.challenge), { kind: 'webauthn_registration', userId: alice.id, lifetimeMs: 300_000 }, 'found by its hash, Alice\'s, for 5 minutes')
 
     const authenticator = new SoftAuthenticator()
     const registered = await finishRegistration(app, alice.cookies, authenticator.create(options, { origin: ORIGIN }), 'My laptop')
@@ -85,6 +93,7 @@ t.test('passkeys', async (t) => {
     t.same(login.allowCredentials, [], 'discoverable: the authenticator offers its passkeys, no username asked')
     t.equal(login.userVerification, 'required')
     t.equal(login.rpId, RP_ID)
+    t.same(await challengeRow(app, login.challenge), { kind: 'webauthn_authentication', userId: null, lifetimeMs: 300_000 }, 'a sign-in challenge belongs to nobody yet, for 5 minutes')
     const signedIn = await finishLogin(app, authenticator.get(login, { origin: ORIGIN, rpId: RP_ID }))
     t.equal(signedIn.statusCode, 200, signedIn.body)
     t.match(signedIn.json(), { user: { id: alice.id, username: alice.username, mfa: true } })
@@ -92,8 +101,12 @@ t.test('passkeys', async (t) => {
     t.ok(cookies['__Host-access_token'] && cookies['__Secure-refresh_token'] && cookies['__Secure-device'], 'the session cookies and the device cookie, as /login sets them')
     const tasks = await app.inject({ method: 'GET', url: '/api/tasks', cookies })
     t.equal(tasks.statusCode, 200, 'the new session works')
-    const [session] = await app.db.select({ method: sessions.method }).from(sessions).where(eq(sessions.userId, alice.id)).orderBy(sql`${sessions.createdAt} desc`).limit(1)
+    const [session] = await app.db.select({ id: sessions.id, method: sessions.method }).from(sessions).where(eq(sessions.userId, alice.id)).orderBy(sql`${sessions.createdAt} desc`).limit(1)
     t.equal(session?.method, 'passkey')
+    // signIn() above audited a password login too: only the passkey one must name the new session.
+    const logins = await app.db.select({ actorId: auditEvents.actorId, detail: auditEvents.detail }).from(auditEvents).where(and(eq(auditEvents.type, 'login'), eq(auditEvents.userId, alice.id)))
+    t.same(logins.filter((row) => row.detail.method === 'passkey').map((row) => ({ actorId: row.actorId, sessionId: row.detail.sessionId })),
+      [{ actorId: alice.id, sessionId: session?.id }], 'the sign-in is audited as a login by passkey, with its session')
     t.equal(await storedCounter(app, authenticator.id), 1, 'the counter moved on')
     const listed = await app.inject({ method: 'GET', url: '/api/auth/passkeys', cookies })
     t.ok(listed.json().items[0].lastUsedAt, 'last use recorded')
