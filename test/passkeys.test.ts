@@ -1,6 +1,6 @@
 import t from 'tap'
 import { generateKeyPairSync } from 'node:crypto'
-import { and, eq, sql } from 'drizzle-orm'
+import { and, count, eq, sql } from 'drizzle-orm'
 import type { FastifyInstance } from 'fastify'
 import { hashSecret } from '../src/db/queries/one-time-secrets.js'
 import { auditEvents, oneTimeSecrets, passkeys, sessions } from '../src/db/schema.js'
@@ -214,6 +214,53 @@ t.test('passkeys', async (t) => {
     t.equal(invalid.statusCode, 400, 'a malformed response is bad input')
     const metrics = await app.metrics.registry.getSingleMetricAsString('auth_passkey_ceremonies_total')
     t.match(metrics, /auth_passkey_ceremonies_total\{ceremony="authentication",outcome="failure"\} [1-9]/)
+  })
+
+  t.test('another user\'s credential id is refused: a sign-in naming it, whichever user handle, starts no session; registering it again is refused', async (t) => {
+    const henry = await signIn(app)
+    const iris = await signIn(app)
+    const henrys = await addPasskey(app, henry, 'Henry\'s laptop')
+    const iriss = await addPasskey(app, iris, 'Iris\'s phone')
+    const sessionCounts = async () => Promise.all([henry.id, iris.id].map(async (userId) =>
+      (await app.db.select({ n: count() }).from(sessions).where(eq(sessions.userId, userId)))[0]?.n))
+    const sessionsBefore = await sessionCounts()
+
+    // Henry's authenticator signs, and its answer names Iris's credential. Its counter is above
+    // Iris's stored one, so only the user handle or the key can be what refuses it.
+    const claimingIris = async (label: string, userHandle: string | undefined) => {
+      const signed = henrys.authenticator.get(await loginOptions(app), { origin: ORIGIN, rpId: RP_ID, counter: (await storedCounter(app, iriss.authenticator.id))! + 1 })
+      const forged = { ...signed, id: iriss.authenticator.id, rawId: iriss.authenticator.id, response: { ...signed.response, userHandle } }
+      const answer = await finishLogin(app, forged)
+      t.equal(answer.statusCode, 401, `${label}: 401`)
+      t.equal(answer.json().code, 'PASSKEY_INVALID', label)
+      t.notOk(answer.headers['set-cookie'], `${label}: no cookie`)
+    }
+    await claimingIris('with Henry\'s user handle', henrys.authenticator.userHandle)
+    await claimingIris('with Iris\'s user handle', iriss.authenticator.userHandle)
+    await claimingIris('with no user handle', undefined)
+    t.same(await sessionCounts(), sessionsBefore, 'no session started for either')
+    // Held against the passkey's owner, whose account is the one being tried.
+    t.same((await passkeyFailures(app, iris.id)).sort(), ['signature', 'signature', 'user_handle'], 'audited: the handle names someone else, or the key is not Iris\'s')
+    t.same(await passkeyFailures(app, henry.id), [], 'nothing against Henry')
+
+    const irisRow = async () => app.db.select({ userId: passkeys.userId, publicKey: passkeys.publicKey, name: passkeys.name }).from(passkeys).where(eq(passkeys.credentialId, iriss.authenticator.id))
+    const before = await irisRow()
+    // Henry registers an authenticator (a key of its own) that claims Iris's credential id.
+    const claiming = new SoftAuthenticator({ credentialId: iriss.authenticator.id })
+    const duplicate = await finishRegistration(app, henry.cookies, claiming.create(await registrationOptions(app, henry.cookies), { origin: ORIGIN }), 'Not mine')
+    t.equal(duplicate.statusCode, 401)
+    t.equal(duplicate.json().code, 'PASSKEY_INVALID')
+    t.same(await irisRow(), before, 'Iris\'s passkey is still hers, with her key')
+    t.match(before, [{ userId: iris.id, name: 'Iris\'s phone' }])
+    const henrysList = await app.inject({ method: 'GET', url: '/api/auth/passkeys', cookies: henry.cookies })
+    t.same(henrysList.json().items.map((item: { name: string }) => item.name), ['Henry\'s laptop'], 'Henry got nothing')
+    const added = await app.db.select({ detail: auditEvents.detail }).from(auditEvents).where(and(eq(auditEvents.type, 'passkey_added'), eq(auditEvents.userId, henry.id)))
+    t.same(added.map((row) => row.detail.name), ['Henry\'s laptop'], 'and no passkey_added for it')
+
+    const irisIn = await signInWith(app, iriss.authenticator)
+    t.equal(irisIn.json().user?.id, iris.id, 'Iris\'s passkey still signs Iris in')
+    const henryIn = await signInWith(app, henrys.authenticator)
+    t.equal(henryIn.json().user?.id, henry.id, 'and Henry\'s signs Henry in')
   })
 
   t.test('a passkey satisfies MFA_REQUIRED_ROLES, and an admin without one may still add it', async (t) => {
