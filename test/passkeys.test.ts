@@ -2,6 +2,7 @@ import t from 'tap'
 import { generateKeyPairSync } from 'node:crypto'
 import { and, count, eq, sql } from 'drizzle-orm'
 import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../src/app.js'
 import { hashSecret } from '../src/db/queries/one-time-secrets.js'
 import { auditEvents, oneTimeSecrets, passkeys, sessions } from '../src/db/schema.js'
 import { buildTestApp, cookiesFrom, signIn, type Cookies, type SignedIn } from './helpers/app.js'
@@ -261,6 +262,41 @@ t.test('passkeys', async (t) => {
     t.equal(irisIn.json().user?.id, iris.id, 'Iris\'s passkey still signs Iris in')
     const henryIn = await signInWith(app, henrys.authenticator)
     t.equal(henryIn.json().user?.id, henry.id, 'and Henry\'s signs Henry in')
+  })
+
+  t.test('a ceremony begun on one instance finishes on another: the challenge is in the database, used once for all', async (t) => {
+    // A second instance of the same deployment (same secrets, same relying party). On Postgres it
+    // has its own pool; the embedded PGlite belongs to one process, so there the two share it.
+    const other = await buildApp({
+      config: Object.freeze({ ...app.config, migrateOnStart: false }),
+      ...(app.config.databaseUrl === undefined ? { database: app.database } : {}),
+      pressure: { maxEventLoopDelay: 0 },
+    })
+    t.teardown(() => other.close())
+    await other.ready()
+    const jane = await signIn(app)
+
+    const options = await registrationOptions(app, jane.cookies)
+    const authenticator = new SoftAuthenticator()
+    const registered = await finishRegistration(other, jane.cookies, authenticator.create(options, { origin: ORIGIN }))
+    t.equal(registered.statusCode, 201, 'registration: options from one instance, finished on the other')
+    // Another authenticator answering the same options: only the used challenge can refuse it.
+    const reused = await finishRegistration(app, jane.cookies, new SoftAuthenticator().create(options, { origin: ORIGIN }))
+    t.equal(reused.statusCode, 401, 'the challenge used on the other instance is used here too')
+    t.equal(reused.json().code, 'PASSKEY_INVALID')
+    const list = await app.inject({ method: 'GET', url: '/api/auth/passkeys', cookies: jane.cookies })
+    t.same(list.json().items.map((item: { id: string }) => item.id), [registered.json().passkey.id], 'one passkey')
+
+    const login = await loginOptions(app)
+    const signedIn = await finishLogin(other, authenticator.get(login, { origin: ORIGIN, rpId: RP_ID }))
+    t.equal(signedIn.statusCode, 200, 'sign-in: options from one instance, finished on the other')
+    t.equal(signedIn.json().user?.id, jane.id)
+    // A fresh signature with a higher counter over the same challenge: again only the challenge is used.
+    const again = await finishLogin(app, authenticator.get(login, { origin: ORIGIN, rpId: RP_ID }))
+    t.equal(again.statusCode, 401, 'its challenge cannot sign in again on the first')
+    t.equal(again.json().code, 'PASSKEY_INVALID')
+    t.notOk(again.headers['set-cookie'])
+    t.same(await passkeyFailures(app, jane.id), ['challenge'], 'refused for the used challenge alone')
   })
 
   t.test('a passkey satisfies MFA_REQUIRED_ROLES, and an admin without one may still add it', async (t) => {
