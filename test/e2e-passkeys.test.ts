@@ -5,9 +5,10 @@ import { STRONG_PASSWORD } from './helpers/app.js'
 import {
   CHROMIUM, hasChromium, launchChromium, newProfile, screenshot, signInThroughForm, startStack, textOf, waitForText, watchForPageErrors,
 } from './helpers/e2e-browser.js'
+import { toolSkip } from './helpers/tools.js'
 
 // Run under the shared lock (Chromium): flock /tmp/heavy.lock npx tap test/e2e-passkeys.test.ts
-const skip = hasChromium() ? false : `${CHROMIUM} is not installed (apt-get install chromium; .ci/run does it)`
+const skip = toolSkip(t, CHROMIUM, hasChromium(), 'apt-get install chromium; .ci/run does it')
 
 t.test('passkeys in Chromium: add one on the account page, sign in with it from the cross-site frontend, and a cancel says so', { skip }, async (t) => {
   const { app, frontendUrl, apiOrigin, seen } = await startStack(t)
