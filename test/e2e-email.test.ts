@@ -6,9 +6,10 @@ import {
   CHROMIUM, hasChromium, launchChromium, newProfile, screenshot, signInThroughForm, startStack, textOf, watchForPageErrors,
 } from './helpers/e2e-browser.js'
 import { linkIn, TestSmtpServer } from './helpers/smtp.js'
+import { toolSkip } from './helpers/tools.js'
 
 // Run under the shared lock (Chromium): flock /tmp/heavy.lock npx tap test/e2e-email.test.ts
-const skip = hasChromium() ? false : `${CHROMIUM} is not installed (apt-get install chromium; .ci/run does it)`
+const skip = toolSkip(t, CHROMIUM, hasChromium(), 'apt-get install chromium; .ci/run does it')
 
 t.test('forgot password in Chromium: mail, reset page, sign in with the new password; the old session is gone', { skip }, async (t) => {
   const smtp = await TestSmtpServer.start()

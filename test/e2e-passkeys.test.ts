@@ -1,16 +1,23 @@
 import t from 'tap'
 import { eq } from 'drizzle-orm'
 import { passkeys, sessions } from '../src/db/schema.js'
-import { STRONG_PASSWORD } from './helpers/app.js'
+import { STRONG_PASSWORD, testConfig } from './helpers/app.js'
 import {
   CHROMIUM, hasChromium, launchChromium, newProfile, screenshot, signInThroughForm, startStack, textOf, waitForText, watchForPageErrors,
 } from './helpers/e2e-browser.js'
+import { toolSkip } from './helpers/tools.js'
 
 // Run under the shared lock (Chromium): flock /tmp/heavy.lock npx tap test/e2e-passkeys.test.ts
-const skip = hasChromium() ? false : `${CHROMIUM} is not installed (apt-get install chromium; .ci/run does it)`
+const skip = toolSkip(t, CHROMIUM, hasChromium(), 'apt-get install chromium; .ci/run does it')
 
 t.test('passkeys in Chromium: add one on the account page, sign in with it from the cross-site frontend, and a cancel says so', { skip }, async (t) => {
-  const { app, frontendUrl, apiOrigin, seen } = await startStack(t)
+  // The relying party as the config derives it from FRONTEND_PORT alone (no WEBAUTHN_* set), in
+  // place of startStack's explicit origins: a default that missed the page would fail here.
+  const { app, frontendUrl, apiOrigin, seen } = await startStack(t, {}, async ({ frontendPort }) => {
+    const derived = testConfig({}, { FRONTEND_PORT: String(frontendPort) })
+    return { webauthnRpId: derived.webauthnRpId, webauthnOrigins: derived.webauthnOrigins }
+  })
+  t.same(app.config.webauthnOrigins, [new URL(frontendUrl).origin], 'the default origins: the page on localhost, not 127.0.0.1 (an IP address is never an RP id)')
   t.match(frontendUrl, /^http:\/\/localhost:/, 'the page on localhost')
   t.match(apiOrigin, /^http:\/\/127\.0\.0\.1:/, 'the API on another site')
   const browser = await launchChromium(t)

@@ -1,7 +1,9 @@
 import t from 'tap'
 import { generateKeyPairSync } from 'node:crypto'
-import { and, eq, sql } from 'drizzle-orm'
+import { and, count, eq, sql } from 'drizzle-orm'
 import type { FastifyInstance } from 'fastify'
+import { buildApp } from '../src/app.js'
+import { hashSecret } from '../src/db/queries/one-time-secrets.js'
 import { auditEvents, oneTimeSecrets, passkeys, sessions } from '../src/db/schema.js'
 import { buildTestApp, cookiesFrom, signIn, type Cookies, type SignedIn } from './helpers/app.js'
 import { FLAG_UP, SoftAuthenticator } from './helpers/webauthn.js'
@@ -42,6 +44,12 @@ async function signInWith (app: FastifyInstance, authenticator: SoftAuthenticato
 const storedCounter = async (app: FastifyInstance, credentialId: string) =>
   (await app.db.select({ counter: passkeys.counter }).from(passkeys).where(eq(passkeys.credentialId, credentialId)))[0]?.counter
 
+/** A challenge's stored row, found by the hash of the value the options carry; undefined if none. */
+async function challengeRow (app: FastifyInstance, challenge: string) {
+  const [row] = await app.db.select().from(oneTimeSecrets).where(eq(oneTimeSecrets.secretHash, hashSecret(challenge)))
+  return row === undefined ? undefined : { kind: row.kind, userId: row.userId, lifetimeMs: row.expiresAt.getTime() - row.createdAt.getTime() }
+}
+
 const passkeyFailures = async (app: FastifyInstance, userId: string | null) =>
   (await app.db.select({ detail: auditEvents.detail }).from(auditEvents)
     .where(and(eq(auditEvents.type, 'login_failed'), userId === null ? sql`${auditEvents.userId} is null` : eq(auditEvents.userId, userId))))
@@ -64,6 +72,7 @@ t.test('passkeys', async (t) => {
     t.ok(Buffer.from(options.challenge, 'base64url').length >= 16, 'a challenge of at least 16 random bytes')
     const stored = await app.db.select({ secretHash: oneTimeSecrets.secretHash }).from(oneTimeSecrets).where(eq(oneTimeSecrets.kind, 'webauthn_registration'))
     t.notOk(stored.some((row) => row.secretHash === options.challenge), 'only a hash of the challenge is stored')
+    t.same(await challengeRow(app, options.challenge), { kind: 'webauthn_registration', userId: alice.id, lifetimeMs: 300_000 }, 'found by its hash, Alice\'s, for 5 minutes')
 
     const authenticator = new SoftAuthenticator()
     const registered = await finishRegistration(app, alice.cookies, authenticator.create(options, { origin: ORIGIN }), 'My laptop')
@@ -85,6 +94,7 @@ t.test('passkeys', async (t) => {
     t.same(login.allowCredentials, [], 'discoverable: the authenticator offers its passkeys, no username asked')
     t.equal(login.userVerification, 'required')
     t.equal(login.rpId, RP_ID)
+    t.same(await challengeRow(app, login.challenge), { kind: 'webauthn_authentication', userId: null, lifetimeMs: 300_000 }, 'a sign-in challenge belongs to nobody yet, for 5 minutes')
     const signedIn = await finishLogin(app, authenticator.get(login, { origin: ORIGIN, rpId: RP_ID }))
     t.equal(signedIn.statusCode, 200, signedIn.body)
     t.match(signedIn.json(), { user: { id: alice.id, username: alice.username, mfa: true } })
@@ -92,8 +102,12 @@ t.test('passkeys', async (t) => {
     t.ok(cookies['__Host-access_token'] && cookies['__Secure-refresh_token'] && cookies['__Secure-device'], 'the session cookies and the device cookie, as /login sets them')
     const tasks = await app.inject({ method: 'GET', url: '/api/tasks', cookies })
     t.equal(tasks.statusCode, 200, 'the new session works')
-    const [session] = await app.db.select({ method: sessions.method }).from(sessions).where(eq(sessions.userId, alice.id)).orderBy(sql`${sessions.createdAt} desc`).limit(1)
+    const [session] = await app.db.select({ id: sessions.id, method: sessions.method }).from(sessions).where(eq(sessions.userId, alice.id)).orderBy(sql`${sessions.createdAt} desc`).limit(1)
     t.equal(session?.method, 'passkey')
+    // signIn() above audited a password login too: only the passkey one must name the new session.
+    const logins = await app.db.select({ actorId: auditEvents.actorId, detail: auditEvents.detail }).from(auditEvents).where(and(eq(auditEvents.type, 'login'), eq(auditEvents.userId, alice.id)))
+    t.same(logins.filter((row) => row.detail.method === 'passkey').map((row) => ({ actorId: row.actorId, sessionId: row.detail.sessionId })),
+      [{ actorId: alice.id, sessionId: session?.id }], 'the sign-in is audited as a login by passkey, with its session')
     t.equal(await storedCounter(app, authenticator.id), 1, 'the counter moved on')
     const listed = await app.inject({ method: 'GET', url: '/api/auth/passkeys', cookies })
     t.ok(listed.json().items[0].lastUsedAt, 'last use recorded')
@@ -201,6 +215,88 @@ t.test('passkeys', async (t) => {
     t.equal(invalid.statusCode, 400, 'a malformed response is bad input')
     const metrics = await app.metrics.registry.getSingleMetricAsString('auth_passkey_ceremonies_total')
     t.match(metrics, /auth_passkey_ceremonies_total\{ceremony="authentication",outcome="failure"\} [1-9]/)
+  })
+
+  t.test('another user\'s credential id is refused: a sign-in naming it, whichever user handle, starts no session; registering it again is refused', async (t) => {
+    const henry = await signIn(app)
+    const iris = await signIn(app)
+    const henrys = await addPasskey(app, henry, 'Henry\'s laptop')
+    const iriss = await addPasskey(app, iris, 'Iris\'s phone')
+    const sessionCounts = async () => Promise.all([henry.id, iris.id].map(async (userId) =>
+      (await app.db.select({ n: count() }).from(sessions).where(eq(sessions.userId, userId)))[0]?.n))
+    const sessionsBefore = await sessionCounts()
+
+    // Henry's authenticator signs, and its answer names Iris's credential. Its counter is above
+    // Iris's stored one, so only the user handle or the key can be what refuses it.
+    const claimingIris = async (label: string, userHandle: string | undefined) => {
+      const signed = henrys.authenticator.get(await loginOptions(app), { origin: ORIGIN, rpId: RP_ID, counter: (await storedCounter(app, iriss.authenticator.id))! + 1 })
+      const forged = { ...signed, id: iriss.authenticator.id, rawId: iriss.authenticator.id, response: { ...signed.response, userHandle } }
+      const answer = await finishLogin(app, forged)
+      t.equal(answer.statusCode, 401, `${label}: 401`)
+      t.equal(answer.json().code, 'PASSKEY_INVALID', label)
+      t.notOk(answer.headers['set-cookie'], `${label}: no cookie`)
+    }
+    await claimingIris('with Henry\'s user handle', henrys.authenticator.userHandle)
+    await claimingIris('with Iris\'s user handle', iriss.authenticator.userHandle)
+    await claimingIris('with no user handle', undefined)
+    t.same(await sessionCounts(), sessionsBefore, 'no session started for either')
+    // Held against the passkey's owner, whose account is the one being tried.
+    t.same((await passkeyFailures(app, iris.id)).sort(), ['signature', 'signature', 'user_handle'], 'audited: the handle names someone else, or the key is not Iris\'s')
+    t.same(await passkeyFailures(app, henry.id), [], 'nothing against Henry')
+
+    const irisRow = async () => app.db.select({ userId: passkeys.userId, publicKey: passkeys.publicKey, name: passkeys.name }).from(passkeys).where(eq(passkeys.credentialId, iriss.authenticator.id))
+    const before = await irisRow()
+    // Henry registers an authenticator (a key of its own) that claims Iris's credential id.
+    const claiming = new SoftAuthenticator({ credentialId: iriss.authenticator.id })
+    const duplicate = await finishRegistration(app, henry.cookies, claiming.create(await registrationOptions(app, henry.cookies), { origin: ORIGIN }), 'Not mine')
+    t.equal(duplicate.statusCode, 401)
+    t.equal(duplicate.json().code, 'PASSKEY_INVALID')
+    t.same(await irisRow(), before, 'Iris\'s passkey is still hers, with her key')
+    t.match(before, [{ userId: iris.id, name: 'Iris\'s phone' }])
+    const henrysList = await app.inject({ method: 'GET', url: '/api/auth/passkeys', cookies: henry.cookies })
+    t.same(henrysList.json().items.map((item: { name: string }) => item.name), ['Henry\'s laptop'], 'Henry got nothing')
+    const added = await app.db.select({ detail: auditEvents.detail }).from(auditEvents).where(and(eq(auditEvents.type, 'passkey_added'), eq(auditEvents.userId, henry.id)))
+    t.same(added.map((row) => row.detail.name), ['Henry\'s laptop'], 'and no passkey_added for it')
+
+    const irisIn = await signInWith(app, iriss.authenticator)
+    t.equal(irisIn.json().user?.id, iris.id, 'Iris\'s passkey still signs Iris in')
+    const henryIn = await signInWith(app, henrys.authenticator)
+    t.equal(henryIn.json().user?.id, henry.id, 'and Henry\'s signs Henry in')
+  })
+
+  t.test('a ceremony begun on one instance finishes on another: the challenge is in the database, used once for all', async (t) => {
+    // A second instance of the same deployment (same secrets, same relying party). On Postgres it
+    // has its own pool; the embedded PGlite belongs to one process, so there the two share it.
+    const other = await buildApp({
+      config: Object.freeze({ ...app.config, migrateOnStart: false }),
+      ...(app.config.databaseUrl === undefined ? { database: app.database } : {}),
+      pressure: { maxEventLoopDelay: 0 },
+    })
+    t.teardown(() => other.close())
+    await other.ready()
+    const jane = await signIn(app)
+
+    const options = await registrationOptions(app, jane.cookies)
+    const authenticator = new SoftAuthenticator()
+    const registered = await finishRegistration(other, jane.cookies, authenticator.create(options, { origin: ORIGIN }))
+    t.equal(registered.statusCode, 201, 'registration: options from one instance, finished on the other')
+    // Another authenticator answering the same options: only the used challenge can refuse it.
+    const reused = await finishRegistration(app, jane.cookies, new SoftAuthenticator().create(options, { origin: ORIGIN }))
+    t.equal(reused.statusCode, 401, 'the challenge used on the other instance is used here too')
+    t.equal(reused.json().code, 'PASSKEY_INVALID')
+    const list = await app.inject({ method: 'GET', url: '/api/auth/passkeys', cookies: jane.cookies })
+    t.same(list.json().items.map((item: { id: string }) => item.id), [registered.json().passkey.id], 'one passkey')
+
+    const login = await loginOptions(app)
+    const signedIn = await finishLogin(other, authenticator.get(login, { origin: ORIGIN, rpId: RP_ID }))
+    t.equal(signedIn.statusCode, 200, 'sign-in: options from one instance, finished on the other')
+    t.equal(signedIn.json().user?.id, jane.id)
+    // A fresh signature with a higher counter over the same challenge: again only the challenge is used.
+    const again = await finishLogin(app, authenticator.get(login, { origin: ORIGIN, rpId: RP_ID }))
+    t.equal(again.statusCode, 401, 'its challenge cannot sign in again on the first')
+    t.equal(again.json().code, 'PASSKEY_INVALID')
+    t.notOk(again.headers['set-cookie'])
+    t.same(await passkeyFailures(app, jane.id), ['challenge'], 'refused for the used challenge alone')
   })
 
   t.test('a passkey satisfies MFA_REQUIRED_ROLES, and an admin without one may still add it', async (t) => {

@@ -34,13 +34,15 @@ export interface CeremonyTweaks {
  * registration. It produces exactly the JSON @simplewebauthn/browser would post.
  */
 export class SoftAuthenticator {
-  readonly credentialId = randomBytes(32)
+  readonly credentialId: Buffer
   readonly privateKey: KeyObject
   private readonly publicJwk: { x: string, y: string }
   counter: number
   userHandle: string | undefined
 
-  constructor ({ counter = 0 }: { counter?: number } = {}) {
+  /** `credentialId`: claim this id (another credential's, base64url) with a key of its own, as a forged or colliding authenticator would. */
+  constructor ({ counter = 0, credentialId }: { counter?: number, credentialId?: string } = {}) {
+    this.credentialId = credentialId === undefined ? randomBytes(32) : Buffer.from(credentialId, 'base64url')
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' })
     this.privateKey = privateKey
     this.publicJwk = publicKey.export({ format: 'jwk' }) as { x: string, y: string }
