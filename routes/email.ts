@@ -34,14 +34,17 @@ const Accepted = Type.Object({}, { additionalProperties: false, description: 'Ac
  * requester learns nothing either way). Run it in the request's transaction.
  */
 export async function requestEmailVerification (tx: Db, app: FastifyInstance, request: FastifyRequest, user: { id: string, username: string }, email: string): Promise<void> {
+  // Both outcomes void the requester's earlier link first: if only a free address did, whether that
+  // link still worked afterwards would tell the requester that the address is taken.
+  await lockUser(tx, user.id)
+  await voidSecrets(tx, user.id, 'email_verification')
   const owner = await findUserByVerifiedEmail(tx, email)
   if (owner !== undefined && owner.id !== user.id) {
     await queueMail(tx, app, request, email, 'email_in_use', notificationMail('email_in_use', mailContext(app, request, owner.username)))
   } else {
-    await lockUser(tx, user.id)
     // The address waits in the secret, not on the account: it is the user's only once proven.
     const token = await issueSecret(tx, {
-      kind: 'email_verification', userId: user.id, ttlSeconds: VERIFICATION_TTL_SECONDS, data: { email }, supersede: true,
+      kind: 'email_verification', userId: user.id, ttlSeconds: VERIFICATION_TTL_SECONDS, data: { email },
     })
     const link = `${app.config.appUrl}/#/verify-email?token=${token}`
     await queueMail(tx, app, request, email, 'verify_email', linkMail('verify_email', mailContext(app, request, user.username), link))
@@ -58,10 +61,14 @@ const emailRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const afterAnswer = new Set<Promise<void>>()
   app.addHook('onClose', async () => { await Promise.all(afterAnswer) })
 
-  /** A reset link to the account whose verified address this is, if any; nothing kept or sent otherwise. */
-  async function sendResetLink (request: FastifyRequest, email: string): Promise<void> {
+  /**
+   * A reset link to the account whose verified address this is, if any; nothing kept or sent
+   * otherwise. `onlyForUserId`: only if that account is this one (a request let past the address's
+   * limit by its device cookie).
+   */
+  async function sendResetLink (request: FastifyRequest, email: string, onlyForUserId?: string): Promise<void> {
     const user = await findUserByVerifiedEmail(app.db, email)
-    if (user === undefined) return
+    if (user === undefined || (onlyForUserId !== undefined && user.id !== onlyForUserId)) return
     await app.db.transaction(async (tx) => {
       if (!await lockUser(tx, user.id)) return
       const token = await issueSecret(tx, { kind: 'password_reset', userId: user.id, ttlSeconds: RESET_TTL_SECONDS, supersede: true })
@@ -141,7 +148,13 @@ const emailRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const { email } = request.body
     // Counted for every address, known or not, so a 429 says nothing about which exist.
     const { current, ttl } = await app.rateCounters.increment(`forgot-address:${email.toLowerCase()}`, FORGOT_PER_ADDRESS.windowMs)
-    if (current > FORGOT_PER_ADDRESS.max) {
+    // The limit must not be a weapon: a stranger asking five times an hour for someone's address
+    // would keep its owner from resetting. A browser that signed in as an account before (its device
+    // cookie, as for the sign-in lockout) goes past it, and gets a link only if the address is that
+    // account's own: the cookie floods nobody else's mailbox. Whether it passes depends on the
+    // cookie alone, never on the address, so the answer still tells nothing.
+    const device = current > FORGOT_PER_ADDRESS.max ? app.readDeviceCookie(request) : undefined
+    if (current > FORGOT_PER_ADDRESS.max && device === undefined) {
       const seconds = Math.max(1, Math.ceil(ttl / 1000))
       app.metrics.rateLimitRefusals.inc({ limit: 'credentials_account' })
       reply.header('retry-after', String(seconds))
@@ -152,7 +165,7 @@ const emailRoutes: FastifyPluginAsyncTypebox = async (app) => {
     // a known address took ~7 ms more at the median, a commit against a rollback). The work follows
     // once the answer is sent; the app waits for it on close.
     reply.raw.once('finish', () => {
-      const work = sendResetLink(request, email)
+      const work = sendResetLink(request, email, device?.userId)
         .catch((error: unknown) => { request.log.warn({ err: error }, 'password-reset request failed after the answer; the user may ask again') })
         .finally(() => afterAnswer.delete(work))
       afterAnswer.add(work)

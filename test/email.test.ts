@@ -253,3 +253,37 @@ t.test('two forgot requests at once leave one live link: the newer voids the old
     .where(and(eq(oneTimeSecrets.userId, user.id), eq(oneTimeSecrets.kind, 'password_reset'), sql`${oneTimeSecrets.usedAt} is null`))
   t.equal(live.length, 1)
 })
+
+t.test('asking to change to an address in use voids the earlier link just as a free address does (no oracle)', async (t) => {
+  const owner = await userWithAddress()
+  const outcomes: Record<string, number> = {}
+  for (const [label, target] of [['free', newAddress('free')], ['taken', owner.email.toUpperCase()]] as const) {
+    const user = await signIn(app)
+    const first = newAddress('first')
+    t.equal((await post('/api/auth/email', { email: first, currentPassword: user.password }, user.cookies)).statusCode, 202)
+    const [earlier] = await smtp.waitFor(first)
+    t.equal((await post('/api/auth/email', { email: target, currentPassword: user.password }, user.cookies)).statusCode, 202)
+    outcomes[label] = (await post('/api/auth/email/verify', { token: tokenIn(earlier!) })).statusCode
+  }
+  t.same(outcomes, { free: 401, taken: 401 }, 'the earlier link is void either way')
+})
+
+t.test("over the address's limit, the owner's browser (device cookie) still gets a link; another browser does not", async (t) => {
+  const owner = await userWithAddress()
+  const stranger = await signIn(app)
+  const deviceOf = (user: SignedIn) => Object.fromEntries(Object.entries(user.cookies).filter(([name]) => name.endsWith('device')))
+  t.ok(Object.keys(deviceOf(owner)).length === 1, 'the sign-in left a device cookie')
+  const before = mailsTo(owner.email).length
+  for (let i = 0; i < 5; i++) t.equal((await post('/api/auth/password/forgot', { email: owner.email })).statusCode, 202)
+  const limited = await post('/api/auth/password/forgot', { email: owner.email })
+  t.equal(limited.statusCode, 429, 'a stranger without a device cookie is stopped')
+  t.ok(limited.headers['retry-after'])
+  await smtp.waitFor(owner.email, before + 5)
+  const strangers = await post('/api/auth/password/forgot', { email: owner.email }, deviceOf(stranger))
+  t.equal(strangers.statusCode, 202, "another account's device cookie gets the same answer…")
+  const owners = await post('/api/auth/password/forgot', { email: owner.email }, deviceOf(owner))
+  t.equal(owners.statusCode, 202)
+  await smtp.waitFor(owner.email, before + 6)
+  await app.mailer.idle()
+  t.equal(mailsTo(owner.email).length, before + 6, "…but only the owner's browser got a link")
+})
