@@ -1,7 +1,6 @@
 import { cpSync, mkdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { projectRoot } from './paths.js'
+import { isEntryPoint, projectRoot } from './paths.js'
 
 /**
  * Browser modules the example frontend imports from `vendor/`, taken from node_modules rather than
@@ -36,6 +35,6 @@ export function copyFrontendVendor (): string[] {
   })
 }
 
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+if (isEntryPoint(import.meta.url)) {
   copyFrontendVendor()
 }

@@ -1,9 +1,10 @@
 import t, { type Test } from 'tap'
-import { execFile } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { lockDataDir } from '../src/db/data-dir-lock.js'
+import { projectRoot } from '../src/paths.js'
 import { STRONG_PASSWORD } from './helpers/app.js'
 import { killServer, startServer } from './helpers/server-process.js'
 
@@ -36,8 +37,12 @@ t.test('a second lock on one folder is refused while the first holder lives; a d
 t.test('the users CLI and a second server refuse at once beside a running server, and work once it stops', async (t) => {
   const dataDir = tempDir(t)
   const env: Record<string, string> = { PATH: process.env.PATH ?? '', DATA_DIR: dataDir }
+  // What `npm run users` runs: the build (a no-op when it is current), then the compiled CLI through
+  // the `dist` symlink. Built here first, so that the CLI's own output is all the runs below print.
+  const root = projectRoot()
+  execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'ignore' })
   const runCli = (args: string[], input: string) => new Promise<{ code: number, out: string, err: string }>((resolve) => {
-    const child = execFile(process.execPath, ['--import', 'tsx', 'src/cli/users.ts', ...args], { env, timeout: 120_000 }, (error, out, err) => {
+    const child = execFile(process.execPath, ['dist/src/cli/users.js', ...args], { cwd: root, env, timeout: 120_000 }, (error, out, err) => {
       resolve({ code: error === null ? 0 : Number(error.code ?? 1), out, err })
     })
     child.stdin?.end(input)
@@ -65,4 +70,7 @@ t.test('the users CLI and a second server refuse at once beside a running server
   t.equal(created.code, 0, created.err)
   const listed = await runCli(['list'], '')
   t.match(listed.out, /\tci-bot\tuser\t/, 'the user exists')
+  const help = await runCli(['--help'], '')
+  t.equal(help.code, 0)
+  t.match(help.out, /--password-stdin/, '--help says how to use it')
 })

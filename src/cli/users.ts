@@ -1,6 +1,5 @@
 import { createInterface } from 'node:readline'
 import { Writable, type Readable } from 'node:stream'
-import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { ConfigError, loadDatabaseConfig, loadEncryptionConfig } from '../config.js'
 import { openDatabase, type Database } from '../db/client.js'
@@ -14,6 +13,7 @@ import { ROLES, type Role } from '../db/schema.js'
 import { LastAdmin, UsernameTaken } from '../errors.js'
 import { isValidUsername, passwordLengthProblem, USERNAME_RULE_IN_WORDS } from '../rules.js'
 import { describeStartupError } from '../startup-errors.js'
+import { isEntryPoint } from '../paths.js'
 import { hashPassword, isCommonPassword } from '../passwords.js'
 import { createSecretBox, SecretBoxError } from '../secret-box.js'
 
@@ -248,6 +248,6 @@ async function main (): Promise<number> {
   }
 }
 
-if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
+if (isEntryPoint(import.meta.url)) {
   process.exitCode = await main()
 }
