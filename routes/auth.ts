@@ -7,14 +7,13 @@ import {
   BadCredentials, CommonPassword, EmailDisabled, RefreshInvalid, RefreshReused, SamePassword, SessionNotFound, WrongPassword,
 } from '../src/errors.js'
 import { hashPassword, isCommonPassword, PASSWORD_MAX_LENGTH, spendDecoyVerification, verifyPassword } from '../src/passwords.js'
-import { BearerAnswer, Credentials, DateTime, Registration, failures, IdParams, MfaChallengeSchema, NoContent, Password, refreshCookie, settingCookies, signedIn, UserEnvelope } from '../src/schemas.js'
+import { BearerAnswer, Credentials, DateTime, Registration, failures, IdParams, MfaChallengeSchema, NoContent, Password, refreshCookie, settingCookies, SIGNED_IN_COOKIES, signedIn, UserEnvelope } from '../src/schemas.js'
 import { SIGN_IN_METHODS } from '../src/db/schema.js'
 import { afterPassword } from '../src/sign-in.js'
 import { auditAndNotify } from '../src/mail/notify.js'
 import { requestEmailVerification } from './email.js'
 
 // How the OpenAPI document names the cookies that sign-in sets and sign-out clears.
-const SIGNED_IN_COOKIES = 'the access cookie (`__Host-access_token`) and the refresh cookie (`__Secure-refresh_token`; both without the prefix when COOKIE_SECURE=false), HttpOnly'
 
 const Session = Type.Object({
   id: Type.String({ format: 'uuid' }),

@@ -12,7 +12,7 @@ import {
   MfaInvalid, MfaPendingInvalid, NothingToConfirm, TotpAlreadyOn, TotpNotOn, WrongPassword,
 } from '../src/errors.js'
 import { PASSWORD_MAX_LENGTH, verifyPassword } from '../src/passwords.js'
-import { BearerAnswer, NoContent, signedIn, UserEnvelope } from '../src/schemas.js'
+import { BearerAnswer, NoContent, settingCookies, SIGNED_IN_COOKIES, signedIn, UserEnvelope } from '../src/schemas.js'
 import {
   hashRecoveryCode, newRecoveryCodes, newTotpSecret, otpauthUrl, TOTP_CODE_PATTERN, verifyTotpCode, verifyTotpOrRecoveryCode,
   type SecondFactorUsed,
@@ -194,7 +194,10 @@ const mfaRoutes: FastifyPluginAsyncTypebox = async (app) => {
         Type.Object({ code: TotpCode, mfa_token: Type.Optional(MfaToken) }, { additionalProperties: false }),
         Type.Object({ recoveryCode: RecoveryCode, mfa_token: Type.Optional(MfaToken) }, { additionalProperties: false }),
       ]),
-      response: { 200: Type.Union([UserEnvelope, BearerAnswer]) },
+      response: {
+        200: settingCookies(Type.Union([UserEnvelope, BearerAnswer]),
+          `With the pending-sign-in cookie: sets ${SIGNED_IN_COOKIES}, and clears the pending cookie. With \`mfa_token\`: no cookie, the tokens are in the body`),
+      },
     },
   }, async (request, reply) => {
     const body = request.body

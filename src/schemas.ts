@@ -122,6 +122,9 @@ export function failures (described: Record<number, string>): Record<number, TSc
   return responses
 }
 
+/** The session's two cookies, as the OpenAPI descriptions name them. */
+export const SIGNED_IN_COOKIES = 'the access cookie (`__Host-access_token`) and the refresh cookie (`__Secure-refresh_token`; both without the prefix when COOKIE_SECURE=false), HttpOnly'
+
 /** A success answer that sets the auth cookies, documented as its Set-Cookie header. */
 export function settingCookies<T extends TSchema> (schema: T, cookies: string): T {
   return { ...schema, headers: { 'Set-Cookie': { type: 'string', description: cookies } } }

@@ -71,9 +71,24 @@ t.test('every route documents the failures of its contract, in the error shape, 
       if (status === 429 || status === 503) t.ok(response.headers && 'Retry-After' in response.headers, `${route} ${status} names Retry-After`)
     }
   }
+  // Beyond the contract's table (second factors, passkeys, e-mail, identity providers, metrics):
+  // every operation but liveness documents its failures, each in the error shape.
+  type Operation = { responses: Record<string, { content?: Record<string, { schema: { properties?: object } }>, headers?: object }> }
+  for (const [path, operations] of Object.entries(document.paths as Record<string, Record<string, Operation>>)) {
+    if (path === '/api/health/') continue
+    for (const [method, operation] of Object.entries(operations)) {
+      const failures = Object.entries(operation.responses).filter(([status]) => Number(status) >= 400)
+      t.ok(failures.length > 0, `${method} ${path} documents its failures`)
+      for (const [status, response] of failures) {
+        t.match(response.content?.['application/json']?.schema.properties, { statusCode: {}, error: {}, message: {} }, `${method} ${path} ${status} has the error shape`)
+        if (status === '429' || status === '503') t.ok(response.headers && 'Retry-After' in response.headers, `${method} ${path} ${status} names Retry-After`)
+      }
+    }
+  }
   const liveness = document.paths['/api/health/'].get.responses
   t.same(Object.keys(liveness), ['200'], 'liveness documents no failure: it is never shed nor limited')
   t.match(document.paths['/api/auth/login'].post.responses['200'].headers, { 'Set-Cookie': { description: /__Host-access_token.*__Secure-refresh_token/ } }, 'the cookies sign-in sets')
+  t.match(document.paths['/api/auth/mfa/verify'].post.responses['200'].headers, { 'Set-Cookie': { description: /__Host-access_token.*__Secure-refresh_token/ } }, 'the cookies the second step sets')
   t.match(document.paths['/api/auth/refresh'].post.security, [{ refreshCookie: [] }], 'the cookie /refresh reads')
   t.match(document.components.securitySchemes.refreshCookie, { type: 'apiKey', in: 'cookie', name: '__Secure-refresh_token' })
   t.match(document.paths['/api/auth/register'].post.responses['409'].description, /USERNAME_TAKEN/)
