@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -5,7 +6,10 @@ import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.js'
 import type { Config } from '../src/config.js'
+import { projectRoot } from '../src/paths.js'
 import { LogCapture, openTestDatabase, signIn, STRONG_PASSWORD, testConfig, type TestContext } from './helpers/app.js'
+import { freePort, waitUntil } from './helpers/server-process.js'
+import { programSkip } from './helpers/tools.js'
 
 // What an OTLP/HTTP collector receives (the JSON encoding: ids in hex, attributes as typed values).
 interface OtlpValue { stringValue?: string, intValue?: string | number, boolValue?: boolean }
@@ -142,6 +146,22 @@ t.test('without OTEL_EXPORTER_OTLP_ENDPOINT nothing is traced and the log lines 
   const lines = logs.text.trim().split('\n').map((line) => JSON.parse(line) as { traceId?: string, msg: string })
   t.same(lines.filter((line) => line.msg === 'incoming request' || line.msg === 'request completed').map((line) => line.msg), ['incoming request', 'request completed'])
   t.ok(lines.every((line) => line.traceId === undefined))
+})
+
+t.test('on a terminal, `npm start` logs readable lines, not JSON', { skip: programSkip(t, 'script', 'apt-get install bsdutils') }, async (t) => {
+  // `script` runs the server on a pseudo-terminal, as a person's shell would; its own process group,
+  // so that the server under it is stopped with it.
+  const port = await freePort()
+  const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', PORT: String(port), HOST: '127.0.0.1', FRONTEND_PORT: '0', DATA_DIR: 'memory://', LOG_LEVEL: 'info' }
+  const child = spawn('script', ['-qfec', `${process.execPath} --import tsx src/server.ts`, '/dev/null'], { cwd: projectRoot(), env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+  t.teardown(() => { try { process.kill(-child.pid!, 'SIGKILL') } catch { /* already gone */ } })
+  await waitUntil(() => output.includes('Server listening at'), 'the server listening', 60_000)
+  const listening = output.split('\n').find((line) => line.includes('Server listening at'))!
+  t.match(listening, /INFO/, 'a level word')
+  t.notMatch(listening, /^\s*\{/, 'not a JSON object')
+  t.notMatch(output, /"level":/, 'no JSON line at all')
 })
 
 t.test('LOG_LEVEL decides what is logged: info logs each request, warn only what went wrong', async (t) => {
