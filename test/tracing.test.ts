@@ -149,14 +149,18 @@ t.test('without OTEL_EXPORTER_OTLP_ENDPOINT nothing is traced and the log lines 
 })
 
 t.test('on a terminal, `npm start` logs readable lines, not JSON', { skip: programSkip(t, 'script', 'apt-get install bsdutils') }, async (t) => {
-  // `script` runs the server on a pseudo-terminal, as a person's shell would; its own process group,
-  // so that the server under it is stopped with it.
+  // `script` runs the server on a pseudo-terminal, as a person's shell would. The server is in a
+  // session of its own there: its shell prints its pid, then becomes the server (exec), to be stopped by it.
   const port = await freePort()
   const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', PORT: String(port), HOST: '127.0.0.1', FRONTEND_PORT: '0', DATA_DIR: 'memory://', LOG_LEVEL: 'info' }
-  const child = spawn('script', ['-qfec', `${process.execPath} --import tsx src/server.ts`, '/dev/null'], { cwd: projectRoot(), env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn('script', ['-qfec', `echo "server pid $$"; exec ${process.execPath} --import tsx src/server.ts`, '/dev/null'], { cwd: projectRoot(), env, stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
-  t.teardown(() => { try { process.kill(-child.pid!, 'SIGKILL') } catch { /* already gone */ } })
+  t.teardown(async () => {
+    const pid = /server pid (\d+)/.exec(output)?.[1]
+    if (pid !== undefined) try { process.kill(Number(pid), 'SIGKILL') } catch { /* already gone */ }
+    if (child.exitCode === null) await once(child, 'exit')
+  })
   await waitUntil(() => output.includes('Server listening at'), 'the server listening', 60_000)
   const listening = output.split('\n').find((line) => line.includes('Server listening at'))!
   t.match(listening, /INFO/, 'a level word')
