@@ -2,7 +2,8 @@ import t from 'tap'
 import { and, eq, sql } from 'drizzle-orm'
 import type { FastifyInstance } from 'fastify'
 import { mailOutbox, oneTimeSecrets, users } from '../src/db/schema.js'
-import { buildTestApp, cookiesFrom, LogCapture, signIn, STRONG_PASSWORD, uniqueName, type SignedIn } from './helpers/app.js'
+import { buildTestApp, cookiesFrom, LogCapture, signIn, STRONG_PASSWORD, uniqueName } from './helpers/app.js'
+import { emailKit } from './helpers/email.js'
 import { enrolTotp, roomInStep, totpCode } from './helpers/mfa.js'
 import { TestSmtpServer, tokenIn } from './helpers/smtp.js'
 
@@ -13,26 +14,7 @@ const logs = new LogCapture()
 // The per-address limits stay on; the per-IP one would stop a file that signs up this many users.
 const app = await buildTestApp(t, { smtpUrl: smtp.url, rateLimitAllowList: ['127.0.0.1'] }, { logs })
 
-let addressCount = 0
-const newAddress = (name = 'person') => `${name}${++addressCount}.${Date.now()}@example.test`
-
-function post (url: string, payload: object, cookies?: Record<string, string>) {
-  return app.inject({ method: 'POST', url, payload, ...(cookies === undefined ? {} : { cookies }) })
-}
-
-/** A signed-in user whose verified address is `email`, through the real routes and mail. */
-async function userWithAddress (email = newAddress()): Promise<SignedIn & { email: string }> {
-  const user = await signIn(app)
-  t.equal((await post('/api/auth/email', { email, currentPassword: user.password }, user.cookies)).statusCode, 202)
-  const [mail] = await smtp.waitFor(email)
-  const verified = await post('/api/auth/email/verify', { token: tokenIn(mail!) })
-  if (verified.statusCode !== 200) throw new Error(`verify failed: ${verified.body}`)
-  return { ...user, email }
-}
-
-function mailsTo (email: string) {
-  return smtp.received.filter((mail) => mail.to === email.toLowerCase())
-}
+const { newAddress, post, userWithAddress, mailsTo } = emailKit(app, smtp)
 
 async function expireSecretsOf (db: FastifyInstance['db'], userId: string) {
   await db.update(oneTimeSecrets).set({ expiresAt: sql`now() - interval '1 second'` }).where(eq(oneTimeSecrets.userId, userId))
