@@ -1,0 +1,94 @@
+import t, { type Test } from 'tap'
+import { eq } from 'drizzle-orm'
+import { mailOutbox } from '../src/db/schema.js'
+import { buildTestApp } from './helpers/app.js'
+import { runCli } from './helpers/cli.js'
+import { emailKit } from './helpers/email.js'
+import { enrolTotp } from './helpers/mfa.js'
+import { linkIn, TestSmtpServer, tokenIn, type ReceivedMail } from './helpers/smtp.js'
+
+// API.md: "Notifications to the verified address: password changed or reset, e-mail changed, second
+// factor on or off, recovery codes regenerated or used, passkey added. They never carry a token."
+// Each is checked as the user receives it: through the outbox, the sender and a real SMTP server.
+
+const smtp = await TestSmtpServer.start()
+t.teardown(() => smtp.stop())
+// The per-IP limit would stop a file that signs up this many users from one address.
+const app = await buildTestApp(t, { smtpUrl: smtp.url, rateLimitAllowList: ['127.0.0.1'] })
+const { post, userWithAddress, mailsTo } = emailKit(app, smtp)
+
+const NEW_PASSWORD = 'another-Lantern-77-river'
+
+interface Expected {
+  subject: RegExp
+  /** What happened, as the text says it. */
+  text: RegExp
+  /** Who made the change: a browser (the request's address) or an administrator. */
+  by?: 'request' | 'administrator'
+}
+
+/**
+ * Runs `change`, then checks the one mail it sent to `email`: what it says happened, who did it,
+ * and that it carries no token (no link of any kind: a notification only tells).
+ */
+async function notified (t: Test, email: string, change: () => Promise<unknown>, expected: Expected): Promise<ReceivedMail> {
+  const before = mailsTo(email).length
+  await change()
+  await smtp.waitFor(email, before + 1)
+  await app.mailer.idle()
+  const mails = mailsTo(email).slice(before)
+  t.equal(mails.length, 1, 'one mail to the verified address')
+  const mail = mails[0]!
+  t.match(mail.subject, expected.subject, 'the subject says what happened')
+  t.match(mail.text, expected.text, 'the text says what happened')
+  if (expected.by === 'administrator') {
+    t.match(mail.text, /by an administrator\./, 'says an administrator did it')
+    t.notMatch(mail.text, /from the address/)
+    t.match(mail.text, /If you did not ask for this: tell your administrator/)
+  } else {
+    t.match(mail.text, /from the address 127\.0\.0\.1 \(/, 'says from where')
+    t.match(mail.text, /If this was not you: /, 'says what to do if it was not them')
+  }
+  t.throws(() => tokenIn(mail), 'no link with a token')
+  t.throws(() => linkIn(mail))
+  t.notMatch(mail.text, /token/i, 'no token in the text')
+  t.notMatch(mail.html, /token|<a /i, 'no token and no link in the HTML')
+  return mail
+}
+
+t.test('an administrator\'s reset-password and mfa-reset (npm run users) tell the user, as done by an administrator', async (t) => {
+  const user = await userWithAddress()
+  await enrolTotp(app, user)
+  await smtp.waitFor(user.email, 2)
+  // The shell of the server's host: the same mail settings and key as the server. The CLI only writes
+  // the outbox row; this running server's sender finds it on its own (it looks every 5 s).
+  const env = { NODE_ENV: 'test', DATA_DIR: 'memory://', SMTP_URL: smtp.url, ENCRYPTION_KEY: app.config.encryptionKey }
+  await notified(t, user.email, async () => {
+    const reset = await runCli(app.database, ['reset-password', user.username, '--password-stdin'], `${NEW_PASSWORD}\n`, env)
+    t.equal(reset.code, 0, reset.err)
+    t.match(reset.out, /; told by mail\n$/)
+  }, { subject: /^Tasks: your password was changed$/, text: /The password of your account was changed, on /, by: 'administrator' })
+  await notified(t, user.email, async () => {
+    const mfaReset = await runCli(app.database, ['mfa-reset', user.username], '', env)
+    t.equal(mfaReset.code, 0, mfaReset.err)
+    t.match(mfaReset.out, /; told by mail\n$/)
+  }, { subject: /^Tasks: two-step sign-in was turned off$/, text: /Two-step sign-in was turned off for your account/, by: 'administrator' })
+})
+
+t.test('the CLI mails only where the server would, and needs the key to seal the mail before it changes anything', async (t) => {
+  const user = await userWithAddress()
+  const outboxRows = async () => (await app.db.select({ id: mailOutbox.id }).from(mailOutbox).where(eq(mailOutbox.to, user.email))).length
+  const rowsBefore = await outboxRows()
+  const production = { NODE_ENV: 'production', DATA_DIR: 'memory://', CORS_ORIGINS: 'https://app.example.com' }
+
+  const withoutMail = await runCli(app.database, ['reset-password', user.username, '--password-stdin'], `${NEW_PASSWORD}\n`, production)
+  t.equal(withoutMail.code, 0, 'production without SMTP_URL: the e-mail features are off, the reset is done')
+  t.notMatch(withoutMail.out, /told by mail/)
+  t.equal(await outboxRows(), rowsBefore, 'and no mail is written')
+
+  const noKey = await runCli(app.database, ['reset-password', user.username, '--password-stdin'], 'third-Harbour-19-stone\n', { ...production, SMTP_URL: smtp.url })
+  t.equal(noKey.code, 2, 'production with SMTP_URL and no ENCRYPTION_KEY: a configuration error')
+  t.match(noKey.err, /ENCRYPTION_KEY is required/)
+  t.equal((await post('/api/auth/login', { username: user.username, password: NEW_PASSWORD })).statusCode, 200, 'the password is unchanged')
+  t.equal(await outboxRows(), rowsBefore)
+})
