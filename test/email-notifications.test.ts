@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
 import { eq } from 'drizzle-orm'
-import { mailOutbox } from '../src/db/schema.js'
+import { mailOutbox, users } from '../src/db/schema.js'
 import { buildTestApp } from './helpers/app.js'
 import { runCli } from './helpers/cli.js'
 import { emailKit } from './helpers/email.js'
@@ -55,6 +55,16 @@ async function notified (t: Test, email: string, change: () => Promise<unknown>,
   t.notMatch(mail.html, /token|<a /i, 'no token and no link in the HTML')
   return mail
 }
+
+t.test('a first password set on an account without one (made by an identity provider) is told like a change', async (t) => {
+  const user = await userWithAddress()
+  // No route gives a provider-made account an address today (adding one asks for the password), so
+  // the row is put in that state directly: an account with a verified address and no password.
+  await app.db.update(users).set({ passwordHash: null }).where(eq(users.id, user.id))
+  await notified(t, user.email, async () => {
+    t.equal((await post('/api/auth/password/set', { newPassword: NEW_PASSWORD }, user.cookies)).statusCode, 204)
+  }, { subject: /^Tasks: your password was changed$/, text: /The password of your account was changed, on / })
+})
 
 t.test('an administrator\'s reset-password and mfa-reset (npm run users) tell the user, as done by an administrator', async (t) => {
   const user = await userWithAddress()
