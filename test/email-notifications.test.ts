@@ -5,6 +5,7 @@ import { buildTestApp } from './helpers/app.js'
 import { runCli } from './helpers/cli.js'
 import { emailKit } from './helpers/email.js'
 import { enrolTotp } from './helpers/mfa.js'
+import { addPasskey } from './helpers/passkeys.js'
 import { linkIn, TestSmtpServer, tokenIn, type ReceivedMail } from './helpers/smtp.js'
 
 // API.md: "Notifications to the verified address: password changed or reset, e-mail changed, second
@@ -55,6 +56,17 @@ async function notified (t: Test, email: string, change: () => Promise<unknown>,
   t.notMatch(mail.html, /token|<a /i, 'no token and no link in the HTML')
   return mail
 }
+
+t.test('a passkey added, and (beyond API.md\'s list) a passkey removed', async (t) => {
+  const user = await userWithAddress()
+  let added: Awaited<ReturnType<typeof addPasskey>> | undefined
+  await notified(t, user.email, async () => { added = await addPasskey(app, user) },
+    { subject: /^Tasks: a passkey was added$/, text: /A passkey was added to your account: it can now sign in without a password/ })
+  await notified(t, user.email, async () => {
+    const removed = await app.inject({ method: 'DELETE', url: `/api/auth/passkeys/${added!.passkey.id}`, cookies: user.cookies })
+    t.equal(removed.statusCode, 204)
+  }, { subject: /^Tasks: a passkey was removed$/, text: /A passkey was removed from your account: it can no longer sign in/ })
+})
 
 t.test('a first password set on an account without one (made by an identity provider) is told like a change', async (t) => {
   const user = await userWithAddress()

@@ -34,6 +34,7 @@ export type NotificationKind =
   | 'recovery_codes_regenerated'
   | 'recovery_code_used'
   | 'passkey_added'
+  | 'passkey_removed'
 
 export type MailKind = LinkMailKind | NotificationKind
 
@@ -131,6 +132,7 @@ const NOTIFICATIONS: Record<NotificationKind, { subject: string, happened: strin
   recovery_codes_regenerated: { subject: 'new recovery codes', happened: 'New recovery codes were made for your account; the old ones no longer work' },
   recovery_code_used: { subject: 'a recovery code was used', happened: 'One of your recovery codes was used; it no longer works' },
   passkey_added: { subject: 'a passkey was added', happened: 'A passkey was added to your account: it can now sign in without a password' },
+  passkey_removed: { subject: 'a passkey was removed', happened: 'A passkey was removed from your account: it can no longer sign in' },
 }
 
 export function notificationMail (kind: NotificationKind, context: MailContext): RenderedMail {
