@@ -4,7 +4,7 @@ import { mailOutbox, users } from '../src/db/schema.js'
 import { buildTestApp } from './helpers/app.js'
 import { runCli } from './helpers/cli.js'
 import { emailKit } from './helpers/email.js'
-import { enrolTotp } from './helpers/mfa.js'
+import { enrolTotp, passwordStep, roomInStep, totpCode, verifyCode } from './helpers/mfa.js'
 import { addPasskey } from './helpers/passkeys.js'
 import { linkIn, TestSmtpServer, tokenIn, type ReceivedMail } from './helpers/smtp.js'
 
@@ -16,7 +16,7 @@ const smtp = await TestSmtpServer.start()
 t.teardown(() => smtp.stop())
 // The per-IP limit would stop a file that signs up this many users from one address.
 const app = await buildTestApp(t, { smtpUrl: smtp.url, rateLimitAllowList: ['127.0.0.1'] })
-const { post, userWithAddress, mailsTo } = emailKit(app, smtp)
+const { newAddress, post, userWithAddress, mailsTo } = emailKit(app, smtp)
 
 const NEW_PASSWORD = 'another-Lantern-77-river'
 
@@ -56,6 +56,63 @@ async function notified (t: Test, email: string, change: () => Promise<unknown>,
   t.notMatch(mail.html, /token|<a /i, 'no token and no link in the HTML')
   return mail
 }
+
+t.test('password changed: told at the verified address, not at one still waiting for its link', async (t) => {
+  const user = await userWithAddress()
+  const pending = newAddress()
+  t.equal((await post('/api/auth/email', { email: pending, currentPassword: user.password }, user.cookies)).statusCode, 202)
+  await smtp.waitFor(pending)
+  await notified(t, user.email, async () => {
+    const changed = await post('/api/auth/password', { currentPassword: user.password, newPassword: NEW_PASSWORD }, user.cookies)
+    t.equal(changed.statusCode, 204)
+  }, { subject: /^Tasks: your password was changed$/, text: /The password of your account was changed, on / })
+  t.equal(mailsTo(pending).length, 1, 'the unverified address got its link and nothing else')
+})
+
+t.test('password reset: told once the link was used', async (t) => {
+  const user = await userWithAddress()
+  await post('/api/auth/password/forgot', { email: user.email })
+  const token = tokenIn((await smtp.waitFor(user.email, 2))[1]!)
+  await notified(t, user.email, async () => {
+    t.equal((await post('/api/auth/password/reset', { token, newPassword: NEW_PASSWORD })).statusCode, 204)
+  }, { subject: /^Tasks: your password was reset$/, text: /The password of your account was reset with a link sent to this address/ })
+})
+
+t.test('e-mail changed: the old address is told, the new one only gets its link', async (t) => {
+  const user = await userWithAddress()
+  const next = newAddress()
+  await post('/api/auth/email', { email: next, currentPassword: user.password }, user.cookies)
+  const token = tokenIn((await smtp.waitFor(next))[0]!)
+  await notified(t, user.email, async () => {
+    t.equal((await post('/api/auth/email/verify', { token })).statusCode, 200)
+  }, { subject: /^Tasks: your e-mail address was changed$/, text: /The e-mail address of your account was changed: this address no longer receives/ })
+  t.equal(mailsTo(next).length, 1)
+})
+
+t.test('second factor on, a recovery code used at sign-in, recovery codes regenerated, second factor off', async (t) => {
+  const user = await userWithAddress()
+  let enrolled: Awaited<ReturnType<typeof enrolTotp>> | undefined
+  await notified(t, user.email, async () => { enrolled = await enrolTotp(app, user) },
+    { subject: /^Tasks: two-step sign-in was turned on$/, text: /Two-step sign-in \(an authenticator app\) was turned on for your account/ })
+  const { secret, recoveryCodes } = enrolled!
+
+  await notified(t, user.email, async () => {
+    const { cookies } = await passwordStep(app, user)
+    t.equal((await verifyCode(app, cookies, { recoveryCode: recoveryCodes[0]! })).statusCode, 200, 'signed in with a recovery code')
+  }, { subject: /^Tasks: a recovery code was used$/, text: /One of your recovery codes was used; it no longer works/ })
+
+  // Enrolment used the previous step's code: this step's and the next one's are still free.
+  await roomInStep()
+  await notified(t, user.email, async () => {
+    const regenerated = await post('/api/auth/mfa/recovery-codes', { currentPassword: user.password, code: totpCode(secret) }, user.cookies)
+    t.equal(regenerated.statusCode, 200)
+  }, { subject: /^Tasks: new recovery codes$/, text: /New recovery codes were made for your account; the old ones no longer work/ })
+
+  await notified(t, user.email, async () => {
+    const disabled = await post('/api/auth/mfa/totp/disable', { currentPassword: user.password, code: totpCode(secret, 1) }, user.cookies)
+    t.equal(disabled.statusCode, 204)
+  }, { subject: /^Tasks: two-step sign-in was turned off$/, text: /Two-step sign-in was turned off for your account/ })
+})
 
 t.test('a passkey added, and (beyond API.md\'s list) a passkey removed', async (t) => {
   const user = await userWithAddress()
