@@ -1,7 +1,7 @@
 import t from 'tap'
 import { and, eq, sql } from 'drizzle-orm'
 import type { FastifyInstance } from 'fastify'
-import { mailOutbox, oneTimeSecrets, users } from '../src/db/schema.js'
+import { mailOutbox, oneTimeSecrets } from '../src/db/schema.js'
 import { buildTestApp, cookiesFrom, LogCapture, signIn, STRONG_PASSWORD, uniqueName } from './helpers/app.js'
 import { emailKit } from './helpers/email.js'
 import { enrolTotp, roomInStep, totpCode } from './helpers/mfa.js'
@@ -210,10 +210,22 @@ t.test('no token or address reaches the info log', async (t) => {
   for (const token of tokens) t.notOk(rows.some((row) => row.text.includes(token)), 'no token in clear in the outbox')
 })
 
-t.test('the user JSON has email and emailVerified', async (t) => {
-  const user = await userWithAddress()
-  const [row] = await app.db.select({ email: users.email }).from(users).where(eq(users.id, user.id))
-  t.equal(row?.email, user.email)
+t.test('the user JSON has email and emailVerified: at register, and from /me before and after the link', async (t) => {
+  const email = newAddress()
+  const username = uniqueName()
+  const registered = await post('/api/auth/register', { username, password: STRONG_PASSWORD, email })
+  t.equal(registered.statusCode, 201)
+  t.equal(registered.json().user.email, null, 'register: no address until the link is used')
+  t.equal(registered.json().user.emailVerified, false, 'register: not verified')
+  const cookies = cookiesFrom(await post('/api/auth/login', { username, password: STRONG_PASSWORD }))
+  const me = async () => (await app.inject({ method: 'GET', url: '/api/auth/me', cookies })).json().user
+  const before = await me()
+  t.equal(before.email, null, '/me before the link')
+  t.equal(before.emailVerified, false)
+  await post('/api/auth/email/verify', { token: tokenIn((await smtp.waitFor(email))[0]!) })
+  const after = await me()
+  t.equal(after.email, email, '/me after the link: the address')
+  t.equal(after.emailVerified, true, '/me after the link: verified')
 })
 
 t.test('two forgot requests at once leave one live link: the newer voids the older', async (t) => {
