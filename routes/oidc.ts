@@ -12,6 +12,7 @@ import { findUserById, hasPassword, setFirstPassword } from '../src/db/queries/u
 import {
   CommonPassword, IdentityNotFound, LastWayToSignIn, OidcFailed, OidcLinkFailed, OidcNotStartedHere, PasswordAlreadySet, ProviderNotFound,
 } from '../src/errors.js'
+import { auditAndNotify } from '../src/mail/notify.js'
 import { hashPassword, isCommonPassword } from '../src/passwords.js'
 import { usernameFromClaims, type NameClaims } from '../src/oidc-username.js'
 import { DateTime, failures, IdParams, MfaChallengeSchema, NoContent, Password, settingCookies, signedIn, UserSchema } from '../src/schemas.js'
@@ -369,7 +370,8 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
     await app.db.transaction(async (tx) => {
       // One conditional update: it only sets a password where there is none, even two requests at once.
       if (!await setFirstPassword(tx, id, passwordHash)) throw new PasswordAlreadySet()
-      await request.audit(tx, 'password_changed', { userId: id, actorId: id, detail: { first: true } })
+      // Told like any password change: a hijacked session could otherwise plant a password unnoticed.
+      await auditAndNotify(tx, request, id, 'password_changed', { first: true })
     })
     return reply.code(204).send(null)
   })

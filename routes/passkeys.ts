@@ -199,7 +199,8 @@ const passkeysRoutes: FastifyPluginAsyncTypebox = async (app) => {
       const removed = await deletePasskey(tx, userId, request.params.id)
       if (removed === undefined) throw new PasskeyNotFound()
       if (keepsOne === false) throw new LastWayToSignIn()
-      await request.audit(tx, 'passkey_removed', { userId, actorId: userId, detail: { passkeyId: removed.id, name: removed.name } })
+      // Beyond API.md's list of notifications: removing the last passkey can leave a password alone.
+      await auditAndNotify(tx, request, userId, 'passkey_removed', { passkeyId: removed.id, name: removed.name })
     })
     return reply.code(204).send(null)
   })

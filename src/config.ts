@@ -205,6 +205,16 @@ function readAppUrl (env: Env, isProduction: boolean, frontendPort: number, cors
   return parsed.href.replace(/\/+$/, '')
 }
 
+/** Where the frontend is: its port, its origins (the CORS allow-list) and its base URL, which defaults from them. */
+function readFrontend (env: Env, isProduction: boolean) {
+  const frontendPort = readInteger(env, 'FRONTEND_PORT', 4100, 0, 65_535)
+  const corsOrigins = readCorsOrigins(env, isProduction, frontendPort)
+  return { frontendPort, corsOrigins, appUrl: readAppUrl(env, isProduction, frontendPort, corsOrigins) }
+}
+
+/** Config.mailEnabled: shared with loadMailConfig, so the CLI mails exactly when the server would. */
+const isMailEnabled = (smtpUrl: string | undefined, isProduction: boolean) => smtpUrl !== undefined || !isProduction
+
 function readSmtpUrl (env: Env): string | undefined {
   const raw = env.SMTP_URL?.trim()
   if (raw === undefined || raw === '') return undefined
@@ -442,6 +452,18 @@ export function loadEncryptionConfig (env: Env = process.env): { encryptionKey: 
   }
 }
 
+/**
+ * What the users CLI needs to tell a user by mail about an administrator's change, read by the
+ * server's rules: undefined when the e-mail features are off; else the frontend's URL (named in the
+ * mail) and the keys that seal the outbox row. The CLI only writes the row, in the change's
+ * transaction: the running server's sender sends it (through SMTP_URL, or to the development outbox).
+ */
+export function loadMailConfig (env: Env = process.env): { appUrl: string, encryptionKey: string, encryptionPreviousKeys: string[] } | undefined {
+  const isProduction = env.NODE_ENV === 'production'
+  if (!isMailEnabled(readSmtpUrl(env), isProduction)) return undefined
+  return { appUrl: readFrontend(env, isProduction).appUrl, ...loadEncryptionConfig(env) }
+}
+
 /** The one place that reads the environment: a frozen, typed Config, or a ConfigError naming the variable. */
 export function loadConfig (env: Env = process.env): Config {
   const isProduction = env.NODE_ENV === 'production'
@@ -470,9 +492,8 @@ export function loadConfig (env: Env = process.env): Config {
   if (redisUrl !== undefined && !/^rediss?:\/\//.test(redisUrl)) throw new ConfigError('REDIS_URL', 'must be a redis:// or rediss:// URL')
 
   const port = readInteger(env, 'PORT', 8086, 0, 65_535)
-  const frontendPort = readInteger(env, 'FRONTEND_PORT', 4100, 0, 65_535)
 
-  const config: Omit<Config, 'appUrl' | 'smtpUrl' | 'mailFrom' | 'mailEnabled' | 'webauthnRpId' | 'webauthnRpName' | 'webauthnOrigins'> = {
+  const config: Omit<Config, 'frontendPort' | 'corsOrigins' | 'appUrl' | 'smtpUrl' | 'mailFrom' | 'mailEnabled' | 'webauthnRpId' | 'webauthnRpName' | 'webauthnOrigins'> = {
     isProduction,
     port,
     host: env.HOST || '127.0.0.1',
@@ -481,7 +502,6 @@ export function loadConfig (env: Env = process.env): Config {
     dataDir,
     jwtSecret: readSecret(env, isProduction, dataDir),
     jwtPreviousSecrets: readPreviousSecrets(env),
-    corsOrigins: readCorsOrigins(env, isProduction, frontendPort),
     publicOrigins: readPublicOrigins(env, isProduction, port),
     cookieSecure,
     cookieSameSite: readSameSite(env, cookieSecure),
@@ -498,7 +518,6 @@ export function loadConfig (env: Env = process.env): Config {
     rateLimitAllowList: readList(env, 'RATE_LIMIT_ALLOWLIST', []),
     // The docs describe every route to whoever asks: opt in for production.
     docs: readBoolean(env, 'DOCS', !isProduction),
-    frontendPort,
     logLevel,
     // `__Host-` pins the cookie to this host, path / and Secure; `__Secure-` requires Secure. Both
     // prefixes need Secure, so plain-HTTP development drops them.
@@ -516,14 +535,16 @@ export function loadConfig (env: Env = process.env): Config {
     mfaRequiredRoles: readRoles(env, 'MFA_REQUIRED_ROLES'),
     oidcProviders: readOidcProviders(env, isProduction),
   }
-  const appUrl = readAppUrl(env, isProduction, frontendPort, config.corsOrigins)
+  const { frontendPort, corsOrigins, appUrl } = readFrontend(env, isProduction)
   const smtpUrl = readSmtpUrl(env)
   return Object.freeze({
     ...config,
+    frontendPort,
+    corsOrigins,
     appUrl,
     smtpUrl,
     mailFrom: readMailFrom(env, isProduction, smtpUrl),
-    mailEnabled: smtpUrl !== undefined || !isProduction,
-    ...readWebauthn(env, isProduction, appUrl, config.corsOrigins),
+    mailEnabled: isMailEnabled(smtpUrl, isProduction),
+    ...readWebauthn(env, isProduction, appUrl, corsOrigins),
   })
 }

@@ -3,25 +3,16 @@ import { execFile } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { PassThrough, Readable } from 'node:stream'
+import { PassThrough } from 'node:stream'
 import { eq } from 'drizzle-orm'
 import { runUsersCommand } from '../src/cli/users.js'
 import { auditEvents, sessions, users } from '../src/db/schema.js'
 import { buildTestApp, freshDatabaseUrl, signIn, STRONG_PASSWORD } from './helpers/app.js'
+import { runCli } from './helpers/cli.js'
 
 const app = await buildTestApp(t)
 
-/** Runs a CLI command in-process against the test database, with `input` as its stdin. */
-async function cli (args: string[], input = '') {
-  const stdout = new PassThrough()
-  const stderr = new PassThrough()
-  let out = ''
-  let err = ''
-  stdout.on('data', (chunk) => { out += chunk })
-  stderr.on('data', (chunk) => { err += chunk })
-  const code = await runUsersCommand(args, app.database, { stdin: Readable.from([input]), stdout, stderr })
-  return { code, out, err }
-}
+const cli = (args: string[], input = '') => runCli(app.database, args, input)
 
 const userNamed = async (username: string) => (await app.db.select().from(users).where(eq(users.username, username)))[0]
 

@@ -28,6 +28,7 @@ t.test('forgot password in Chromium: mail, reset page, sign in with the new pass
   const problems = watchForPageErrors(page)
   await page.goto(opened(linkIn((await smtp.waitFor(email))[0]!)))
   await page.getByRole('heading', { name: 'Confirm your e-mail address' }).waitFor()
+  t.match(page.url(), /#\/verify-email$/, 'the token is dropped from the address (and the history) once read')
   await page.getByRole('button', { name: 'Confirm this address' }).click()
   await page.getByRole('heading', { name: 'Sign in' }).waitFor()
   t.match(await textOf(page.getByRole('status')), /alice@example\.test is confirmed/)
@@ -35,6 +36,15 @@ t.test('forgot password in Chromium: mail, reset page, sign in with the new pass
   // The session that the reset must end, in another browser profile.
   const oldPage = await (await newProfile(browser)).newPage()
   await signInThroughForm(oldPage, frontendUrl, username, STRONG_PASSWORD)
+
+  // Another account's link, opened in a browser signed in as Alice: the address is Bob's; the page
+  // stays Alice's.
+  const bobEmail = 'bob@example.test'
+  t.equal((await app.inject({ method: 'POST', url: '/api/auth/register', payload: { username: 'mail_bob', password: STRONG_PASSWORD, email: bobEmail } })).statusCode, 201)
+  await oldPage.goto(opened(linkIn((await smtp.waitFor(bobEmail))[0]!)))
+  await oldPage.getByRole('button', { name: 'Confirm this address' }).click()
+  t.match(await textOf(oldPage.getByRole('status')), /bob@example\.test is confirmed for the account mail_bob\. You are still signed in as mail_alice/)
+  t.equal(await textOf(oldPage.locator('.who-name strong')), username, 'the header still names Alice')
 
   // Forgot password, from the sign-in page.
   await page.getByRole('link', { name: 'Forgot password?' }).click()
@@ -47,6 +57,7 @@ t.test('forgot password in Chromium: mail, reset page, sign in with the new pass
   // Opening the link changes nothing (a mail scanner does as much); the button does.
   await page.goto(opened(link))
   await page.getByRole('heading', { name: 'Choose a new password' }).waitFor()
+  t.match(page.url(), /#\/reset-password$/, 'the reset token is dropped from the address too')
   const live = await app.db.select().from(oneTimeSecrets).where(and(eq(oneTimeSecrets.kind, 'password_reset'), isNull(oneTimeSecrets.usedAt)))
   t.equal(live.length, 1, 'the link is still unused after the page loaded')
   await screenshot(page, 'email-reset-page')

@@ -1,8 +1,9 @@
 import t from 'tap'
 import { and, eq, sql } from 'drizzle-orm'
 import type { FastifyInstance } from 'fastify'
-import { mailOutbox, oneTimeSecrets, users } from '../src/db/schema.js'
-import { buildTestApp, cookiesFrom, LogCapture, signIn, STRONG_PASSWORD, uniqueName, type SignedIn } from './helpers/app.js'
+import { mailOutbox, oneTimeSecrets } from '../src/db/schema.js'
+import { buildTestApp, cookiesFrom, LogCapture, signIn, STRONG_PASSWORD, uniqueName } from './helpers/app.js'
+import { emailKit } from './helpers/email.js'
 import { enrolTotp, roomInStep, totpCode } from './helpers/mfa.js'
 import { TestSmtpServer, tokenIn } from './helpers/smtp.js'
 
@@ -13,26 +14,7 @@ const logs = new LogCapture()
 // The per-address limits stay on; the per-IP one would stop a file that signs up this many users.
 const app = await buildTestApp(t, { smtpUrl: smtp.url, rateLimitAllowList: ['127.0.0.1'] }, { logs })
 
-let addressCount = 0
-const newAddress = (name = 'person') => `${name}${++addressCount}.${Date.now()}@example.test`
-
-function post (url: string, payload: object, cookies?: Record<string, string>) {
-  return app.inject({ method: 'POST', url, payload, ...(cookies === undefined ? {} : { cookies }) })
-}
-
-/** A signed-in user whose verified address is `email`, through the real routes and mail. */
-async function userWithAddress (email = newAddress()): Promise<SignedIn & { email: string }> {
-  const user = await signIn(app)
-  t.equal((await post('/api/auth/email', { email, currentPassword: user.password }, user.cookies)).statusCode, 202)
-  const [mail] = await smtp.waitFor(email)
-  const verified = await post('/api/auth/email/verify', { token: tokenIn(mail!) })
-  if (verified.statusCode !== 200) throw new Error(`verify failed: ${verified.body}`)
-  return { ...user, email }
-}
-
-function mailsTo (email: string) {
-  return smtp.received.filter((mail) => mail.to === email.toLowerCase())
-}
+const { newAddress, post, userWithAddress, mailsTo } = emailKit(app, smtp)
 
 async function expireSecretsOf (db: FastifyInstance['db'], userId: string) {
   await db.update(oneTimeSecrets).set({ expiresAt: sql`now() - interval '1 second'` }).where(eq(oneTimeSecrets.userId, userId))
@@ -201,17 +183,6 @@ t.test('a reset never skips the second factor', async (t) => {
   t.equal(byRecovery.statusCode, 204)
 })
 
-t.test('security notifications: password change, second factor off, recovery codes', async (t) => {
-  const user = await userWithAddress()
-  const changed = await post('/api/auth/password', { currentPassword: user.password, newPassword: 'another-Lantern-77-river' }, user.cookies)
-  t.equal(changed.statusCode, 204)
-  const mail = (await smtp.waitFor(user.email, 2))[1]!
-  t.match(mail.subject, /Tasks: your password was changed/)
-  t.match(mail.text, /from the address 127\.0\.0\.1/, 'says from where')
-  t.match(mail.text, /If this was not you/, 'says what to do')
-  t.notMatch(mail.text, /token=/)
-})
-
 t.test('forgot is limited per target address, known or not', async (t) => {
   const email = newAddress()
   const statuses = []
@@ -239,10 +210,22 @@ t.test('no token or address reaches the info log', async (t) => {
   for (const token of tokens) t.notOk(rows.some((row) => row.text.includes(token)), 'no token in clear in the outbox')
 })
 
-t.test('the user JSON has email and emailVerified', async (t) => {
-  const user = await userWithAddress()
-  const [row] = await app.db.select({ email: users.email }).from(users).where(eq(users.id, user.id))
-  t.equal(row?.email, user.email)
+t.test('the user JSON has email and emailVerified: at register, and from /me before and after the link', async (t) => {
+  const email = newAddress()
+  const username = uniqueName()
+  const registered = await post('/api/auth/register', { username, password: STRONG_PASSWORD, email })
+  t.equal(registered.statusCode, 201)
+  t.equal(registered.json().user.email, null, 'register: no address until the link is used')
+  t.equal(registered.json().user.emailVerified, false, 'register: not verified')
+  const cookies = cookiesFrom(await post('/api/auth/login', { username, password: STRONG_PASSWORD }))
+  const me = async () => (await app.inject({ method: 'GET', url: '/api/auth/me', cookies })).json().user
+  const before = await me()
+  t.equal(before.email, null, '/me before the link')
+  t.equal(before.emailVerified, false)
+  await post('/api/auth/email/verify', { token: tokenIn((await smtp.waitFor(email))[0]!) })
+  const after = await me()
+  t.equal(after.email, email, '/me after the link: the address')
+  t.equal(after.emailVerified, true, '/me after the link: verified')
 })
 
 t.test('two forgot requests at once leave one live link: the newer voids the older', async (t) => {

@@ -8,6 +8,7 @@ import { runUsersCommand } from '../src/cli/users.js'
 import { auditEvents, sessions, users } from '../src/db/schema.js'
 import { createSecretBox } from '../src/secret-box.js'
 import { buildTestApp, promote, signIn, testConfig } from './helpers/app.js'
+import { runCli } from './helpers/cli.js'
 import { enrolTotp, passwordStep, roomInStep, totpCode, verifyCode } from './helpers/mfa.js'
 import { redisSkip } from './helpers/tools.js'
 
@@ -97,11 +98,7 @@ t.test('the secret box: a rotated key still opens old values until re-sealed', a
 t.test('mfa-reset (CLI): TOTP off, sessions ended, audited', async (t) => {
   const dave = await signIn(app)
   await enrolTotp(app, dave)
-  const stdout = new PassThrough()
-  const stderr = new PassThrough()
-  let out = ''
-  stdout.on('data', (chunk) => { out += chunk })
-  const code = await runUsersCommand(['mfa-reset', dave.username], app.database, { stdin: Readable.from(['']), stdout, stderr })
+  const { code, out } = await runCli(app.database, ['mfa-reset', dave.username])
   t.equal(code, 0)
   t.match(out, /second factor reset for .+; 1 session\(s\) ended/)
   t.equal((await app.inject({ method: 'GET', url: '/api/auth/me', cookies: dave.cookies })).statusCode, 401, 'the old session is over')
@@ -109,7 +106,7 @@ t.test('mfa-reset (CLI): TOTP off, sessions ended, audited', async (t) => {
   t.equal(login.response.json().user.mfa, false, 'the password alone signs in; the user enrols again')
   const audit = await app.db.select().from(auditEvents).where(eq(auditEvents.userId, dave.id))
   t.ok(audit.some((event) => event.type === 'mfa_disabled' && event.detail.by === 'cli'))
-  t.equal((await runUsersCommand(['mfa-reset', 'nobody_here'], app.database, { stdin: Readable.from(['']), stdout, stderr })), 1)
+  t.equal((await runCli(app.database, ['mfa-reset', 'nobody_here'])).code, 1)
 })
 
 t.test('reencrypt-secrets (CLI): after a key rotation every secret is sealed with the new key', async (t) => {

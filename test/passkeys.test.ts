@@ -5,18 +5,9 @@ import type { FastifyInstance } from 'fastify'
 import { buildApp } from '../src/app.js'
 import { hashSecret } from '../src/db/queries/one-time-secrets.js'
 import { auditEvents, oneTimeSecrets, passkeys, sessions } from '../src/db/schema.js'
-import { buildTestApp, cookiesFrom, signIn, type Cookies, type SignedIn } from './helpers/app.js'
+import { buildTestApp, cookiesFrom, signIn } from './helpers/app.js'
+import { addPasskey, finishRegistration, ORIGIN, registrationOptions, RP_ID } from './helpers/passkeys.js'
 import { FLAG_UP, SoftAuthenticator } from './helpers/webauthn.js'
-
-// The development relying party: the frontend on http://localhost:4100, RP id `localhost`.
-const ORIGIN = 'http://localhost:4100'
-const RP_ID = 'localhost'
-
-async function registrationOptions (app: FastifyInstance, cookies: Cookies) {
-  const answer = await app.inject({ method: 'POST', url: '/api/auth/passkeys/register/options', cookies })
-  if (answer.statusCode !== 200) throw new Error(`register/options: ${answer.statusCode} ${answer.body}`)
-  return answer.json().options
-}
 
 async function loginOptions (app: FastifyInstance) {
   const answer = await app.inject({ method: 'POST', url: '/api/auth/passkeys/login/options', payload: {} })
@@ -24,18 +15,8 @@ async function loginOptions (app: FastifyInstance) {
   return answer.json().options
 }
 
-const finishRegistration = (app: FastifyInstance, cookies: Cookies, response: unknown, name?: string) =>
-  app.inject({ method: 'POST', url: '/api/auth/passkeys/register', cookies, payload: { response, ...(name === undefined ? {} : { name }) } })
-
 const finishLogin = (app: FastifyInstance, response: unknown) =>
   app.inject({ method: 'POST', url: '/api/auth/passkeys/login', payload: { response } })
-
-async function addPasskey (app: FastifyInstance, user: SignedIn, name = 'Laptop') {
-  const authenticator = new SoftAuthenticator()
-  const answer = await finishRegistration(app, user.cookies, authenticator.create(await registrationOptions(app, user.cookies), { origin: ORIGIN }), name)
-  if (answer.statusCode !== 201) throw new Error(`register: ${answer.statusCode} ${answer.body}`)
-  return { authenticator, passkey: answer.json().passkey as { id: string, name: string } }
-}
 
 async function signInWith (app: FastifyInstance, authenticator: SoftAuthenticator) {
   return finishLogin(app, authenticator.get(await loginOptions(app), { origin: ORIGIN, rpId: RP_ID }))

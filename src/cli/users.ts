@@ -1,7 +1,7 @@
 import { createInterface } from 'node:readline'
 import { Writable, type Readable } from 'node:stream'
 import { parseArgs } from 'node:util'
-import { ConfigError, loadDatabaseConfig, loadEncryptionConfig } from '../config.js'
+import { ConfigError, loadDatabaseConfig, loadEncryptionConfig, loadMailConfig } from '../config.js'
 import { openDatabase, type Database } from '../db/client.js'
 import { recordAuditEvent, type AuditLog } from '../db/queries/audit.js'
 import { disableTotp, reencryptTotpSecrets } from '../db/queries/mfa.js'
@@ -11,6 +11,7 @@ import { revokeAllSessions } from '../db/queries/sessions.js'
 import { changeRole, createUser, deleteUser, findUserWithHashByName, listUsers, setPasswordHash } from '../db/queries/users.js'
 import { ROLES, type Role } from '../db/schema.js'
 import { LastAdmin, UsernameTaken } from '../errors.js'
+import { enqueueNotification, type MailSettings } from '../mail/notify.js'
 import { isValidUsername, passwordLengthProblem, USERNAME_RULE_IN_WORDS } from '../rules.js'
 import { describeStartupError } from '../startup-errors.js'
 import { isEntryPoint } from '../paths.js'
@@ -31,6 +32,8 @@ export const USAGE = `Usage: npm run users -- <command>
 Works on DATABASE_URL, or on the embedded database in DATA_DIR (./data) when it is not set.
 The embedded database can be open in one process at a time: stop \`npm start\` first, or use DATABASE_URL.
 --password-stdin reads the first line of stdin (for scripts); typed at a terminal, a password is asked twice.
+reset-password and mfa-reset tell the user by mail at their verified address, as the server would (run
+them with the server's SMTP_URL, APP_URL and ENCRYPTION_KEY); the running server sends the mail.
   --help, -h                                       this text
 Exit codes: 0 done, 1 refused (unknown user, name taken, last admin, weak password, passwords differ),
 2 usage, configuration or a database that cannot be opened.`
@@ -91,6 +94,18 @@ function checkNewPassword (password: string): void {
   if (isCommonPassword(password)) throw new CliRefusal('that password is among the most common ones; choose another')
 }
 
+/**
+ * How this shell's environment says mail works, as the server would read the same variables (run
+ * the CLI with the server's environment): undefined when the e-mail features are off.
+ */
+function mailSettingsFrom (env: NodeJS.ProcessEnv): MailSettings | undefined {
+  const mail = loadMailConfig(env)
+  return mail === undefined ? undefined : { appUrl: mail.appUrl, secretBox: createSecretBox(mail.encryptionKey, mail.encryptionPreviousKeys) }
+}
+
+/** The user is told, as of a change they made themselves, only that an administrator made it. */
+const byAdministrator = () => ({ at: new Date(), byAdministrator: true } as const)
+
 async function findByName (database: Database, username: string) {
   const user = await findUserWithHashByName(database.db, username)
   if (!user) throw new CliRefusal(`no user named ${username}`)
@@ -147,16 +162,19 @@ export async function runUsersCommand (argv: string[], database: Database, io: C
         const [username] = rest
         if (username === undefined || rest.length !== 1) return usage()
         const target = await findByName(database, username)
+        // Read before the password is asked for: a configuration error stops the command before any change.
+        const mail = mailSettingsFrom(env)
         const password = await readNewPassword(io, parsed.values['password-stdin'] === true)
         checkNewPassword(password)
         const passwordHash = await hashPassword(password)
-        const revoked = await db.transaction(async (tx) => {
+        const { revoked, told } = await db.transaction(async (tx) => {
           await setPasswordHash(tx, target.id, passwordHash)
           const count = await revokeAllSessions(tx, target.id)
           await recordAuditEvent(tx, quietLog, { type: 'password_reset', userId: target.id, detail: { revokedSessions: count, by: 'cli' } })
-          return count
+          // A password changed behind the user's back must not go unnoticed, whoever changed it.
+          return { revoked: count, told: await enqueueNotification(tx, mail, target.id, 'password_changed', byAdministrator()) }
         })
-        io.stdout.write(`password reset for ${target.username}; ${revoked} session(s) ended\n`)
+        io.stdout.write(`password reset for ${target.username}; ${revoked} session(s) ended${told ? '; told by mail' : ''}\n`)
         return 0
       }
       case 'delete': {
@@ -188,16 +206,19 @@ export async function runUsersCommand (argv: string[], database: Database, io: C
         const [username] = rest
         if (username === undefined || rest.length !== 1) return usage()
         const target = await findByName(database, username)
-        const revoked = await db.transaction(async (tx) => {
+        const mail = mailSettingsFrom(env)
+        const { revoked, told } = await db.transaction(async (tx) => {
           const wasOn = await disableTotp(tx, target.id)
           // A lost passkey is a lost second factor too: the user adds a new one after signing in.
           const passkeysRemoved = await deleteAllPasskeys(tx, target.id)
           await voidSecrets(tx, target.id, 'mfa_pending')
           const count = await revokeAllSessions(tx, target.id)
           await recordAuditEvent(tx, quietLog, { type: 'mfa_disabled', userId: target.id, detail: { by: 'cli', reset: true, wasOn, passkeysRemoved, revokedSessions: count } })
-          return count
+          // Told only when a second factor was on: the mail says it was turned off.
+          const hadOne = wasOn || passkeysRemoved > 0
+          return { revoked: count, told: hadOne && await enqueueNotification(tx, mail, target.id, 'mfa_disabled', byAdministrator()) }
         })
-        io.stdout.write(`second factor reset for ${target.username}; ${revoked} session(s) ended\n`)
+        io.stdout.write(`second factor reset for ${target.username}; ${revoked} session(s) ended${told ? '; told by mail' : ''}\n`)
         return 0
       }
       case 'reencrypt-secrets': {

@@ -10,6 +10,16 @@ export interface RequestOrigin {
   readonly userAgent: string | undefined
 }
 
+/** A change an administrator made at the server's shell (`npm run users`): no address or browser to name. */
+export interface AdministratorOrigin {
+  readonly at: Date
+  readonly byAdministrator: true
+}
+
+export type ChangeOrigin = RequestOrigin | AdministratorOrigin
+
+const isByAdministrator = (origin: ChangeOrigin): origin is AdministratorOrigin => 'byAdministrator' in origin
+
 /** Mails that carry a link with a one-time token (only these two ever do). */
 export type LinkMailKind = 'verify_email' | 'password_reset'
 
@@ -24,6 +34,7 @@ export type NotificationKind =
   | 'recovery_codes_regenerated'
   | 'recovery_code_used'
   | 'passkey_added'
+  | 'passkey_removed'
 
 export type MailKind = LinkMailKind | NotificationKind
 
@@ -40,7 +51,7 @@ interface Content {
 
 export interface MailContext {
   readonly username: string
-  readonly origin: RequestOrigin
+  readonly origin: ChangeOrigin
   /** The frontend's base URL (APP_URL). */
   readonly appUrl: string
 }
@@ -49,8 +60,9 @@ const browserOf = (origin: RequestOrigin) => origin.userAgent === undefined || o
   ? 'an unknown browser'
   : origin.userAgent.slice(0, 200)
 
-function when (origin: RequestOrigin): string {
-  return `${origin.at.toISOString().replace('T', ' ').slice(0, 19)} UTC, from the address ${origin.ip} (${browserOf(origin)})`
+function when (origin: ChangeOrigin): string {
+  const at = `${origin.at.toISOString().replace('T', ' ').slice(0, 19)} UTC`
+  return isByAdministrator(origin) ? `${at}, by an administrator` : `${at}, from the address ${origin.ip} (${browserOf(origin)})`
 }
 
 const SIGN_IN_AND_SECURE = 'sign in, change your password, and sign out everywhere from the account page; if you cannot sign in any more, use "Forgot password?" on the sign-in page.'
@@ -58,11 +70,13 @@ const SIGN_IN_AND_SECURE = 'sign in, change your password, and sign out everywhe
 function render ({ subject, paragraphs, action, ifNotYou }: Content, context: MailContext): RenderedMail {
   const greeting = `Hello ${context.username},`
   const footer = `This message was sent by ${PRODUCT_NAME} (${context.appUrl}) about your account. You cannot reply to it.`
+  // An administrator's change was not the user's either way: what matters is whether they asked for it.
+  const ifNotYouLead = isByAdministrator(context.origin) ? 'If you did not ask for this' : 'If this was not you'
   const text = [
     greeting,
     ...paragraphs,
     ...(action === undefined ? [] : [`${action.label}:\n${action.url}`]),
-    `If this was not you: ${ifNotYou}`,
+    `${ifNotYouLead}: ${ifNotYou}`,
     '-- ',
     footer,
   ].join('\n\n') + '\n'
@@ -72,7 +86,7 @@ function render ({ subject, paragraphs, action, ifNotYou }: Content, context: Ma
     p(greeting),
     ...paragraphs.map(p),
     ...(action === undefined ? [] : [`<p><a href="${escapeHtml(action.url)}">${escapeHtml(action.label)}</a></p>`, `<p style="font-size: 0.9em; color: #555">${escapeHtml(action.url)}</p>`]),
-    `<p><strong>If this was not you:</strong> ${escapeHtml(ifNotYou)}</p>`,
+    `<p><strong>${ifNotYouLead}:</strong> ${escapeHtml(ifNotYou)}</p>`,
     `<hr><p style="font-size: 0.85em; color: #555">${escapeHtml(footer)}</p>`,
     '</body></html>',
   ].join('\n')
@@ -118,15 +132,19 @@ const NOTIFICATIONS: Record<NotificationKind, { subject: string, happened: strin
   recovery_codes_regenerated: { subject: 'new recovery codes', happened: 'New recovery codes were made for your account; the old ones no longer work' },
   recovery_code_used: { subject: 'a recovery code was used', happened: 'One of your recovery codes was used; it no longer works' },
   passkey_added: { subject: 'a passkey was added', happened: 'A passkey was added to your account: it can now sign in without a password' },
+  passkey_removed: { subject: 'a passkey was removed', happened: 'A passkey was removed from your account: it can no longer sign in' },
 }
 
 export function notificationMail (kind: NotificationKind, context: MailContext): RenderedMail {
   const { subject, happened } = NOTIFICATIONS[kind]
+  const byAdministrator = isByAdministrator(context.origin)
   return render({
     subject,
-    paragraphs: [`${happened}, on ${when(context.origin)}.`, 'If it was you, there is nothing to do.'],
+    paragraphs: [`${happened}, on ${when(context.origin)}.`, byAdministrator ? 'If you asked for it, there is nothing to do.' : 'If it was you, there is nothing to do.'],
     ifNotYou: kind === 'email_in_use'
       ? 'ignore this message; nobody can take over your address.'
-      : `someone else may have your password or your device: ${SIGN_IN_AND_SECURE}`,
+      : byAdministrator
+        ? 'tell your administrator at once.'
+        : `someone else may have your password or your device: ${SIGN_IN_AND_SECURE}`,
   }, context)
 }

@@ -1,4 +1,4 @@
-/* global location */
+/* global location, history */
 import { request } from '../api.js'
 import { errorBox, field, h, repeatMatches, runForm, submitForm } from '../dom.js'
 import { currentPasswordMessage, friendlyMessage } from '../errors.js'
@@ -27,9 +27,15 @@ function card (title, intro, ...children) {
       ...children))
 }
 
-/** The token in `#/page?token=…`, or '' when the link was cut short. */
-function tokenFromHash () {
-  return new URLSearchParams(location.hash.split('?')[1] ?? '').get('token') ?? ''
+/**
+ * The token in `#/page?token=…` ('' when the link was cut short), dropped from the address once read:
+ * it should stay neither in the history nor in an address someone copies. The page keeps it until used.
+ */
+function takeTokenFromHash () {
+  const [route, query] = location.hash.split('?')
+  const token = new URLSearchParams(query ?? '').get('token') ?? ''
+  history.replaceState(null, '', `${location.pathname}${location.search}${route}`)
+  return token
 }
 
 export function forgotPasswordScreen ({ notify }) {
@@ -54,7 +60,7 @@ export function forgotPasswordScreen ({ notify }) {
 }
 
 export function resetPasswordScreen ({ notify, navigate, session, signedOut }) {
-  const token = tokenFromHash()
+  const token = takeTokenFromHash()
   if (token === '') return card('Reset your password', LINK_PROBLEM.RESET_TOKEN_INVALID, h('p', {}, h('a', { href: '#/forgot-password' }, 'Ask for a new link')))
   const next = h('input', { name: 'new-password', type: 'password', autocomplete: 'new-password', required: true, minlength: 8, maxlength: 256 })
   const repeat = h('input', { name: 'repeat-password', type: 'password', autocomplete: 'new-password', required: true })
@@ -101,7 +107,7 @@ export function resetPasswordScreen ({ notify, navigate, session, signedOut }) {
 }
 
 export function verifyEmailScreen ({ notify, navigate, session, signedIn }) {
-  const token = tokenFromHash()
+  const token = takeTokenFromHash()
   if (token === '') return card('Confirm your e-mail address', LINK_PROBLEM.EMAIL_TOKEN_INVALID)
   const error = errorBox()
   const confirm = h('button', { type: 'button', class: 'button button-primary button-wide' }, 'Confirm this address')
@@ -110,9 +116,20 @@ export function verifyEmailScreen ({ notify, navigate, session, signedIn }) {
     error,
     work: async () => {
       const { user } = await email.verify(token)
-      if (session.user) signedIn(user)
-      notify(`Your address ${user.email} is confirmed.`)
-      navigate(session.user ? '#/account' : '#/sign-in')
+      // The link may be another account's (a mail opened in a browser signed in as someone else):
+      // this browser's session stays whose it is; only its own account's header is refreshed.
+      if (session.user?.id === user.id) {
+        signedIn(user)
+        notify(`Your address ${user.email} is confirmed.`)
+        navigate('#/account')
+      } else if (session.user) {
+        notify(`The address ${user.email} is confirmed for the account ${user.username}. You are still signed in as ${session.user.username}.`)
+        navigate('#/tasks')
+      } else {
+        // Confirming signs nobody in: the link proves a mailbox, not a password.
+        notify(`Your address ${user.email} is confirmed. Sign in to use your account.`)
+        navigate('#/sign-in')
+      }
     },
     failed: (failure) => LINK_PROBLEM[failure.code] ?? friendlyMessage(failure),
   }))
