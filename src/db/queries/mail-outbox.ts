@@ -61,7 +61,7 @@ export async function claimDueMails (db: Db, leaseSeconds: number, limit: number
       .limit(limit)
       .for('update', { skipLocked: true })
     if (due.length === 0) return []
-    return tx.update(mailOutbox)
+    const claimed = await tx.update(mailOutbox)
       .set({ claimedUntil: sql`now() + make_interval(secs => ${leaseSeconds})`, attempts: sql`${mailOutbox.attempts} + 1` })
       .where(inArray(mailOutbox.id, due.map((row) => row.id)))
       .returning({
@@ -73,6 +73,9 @@ export async function claimDueMails (db: Db, leaseSeconds: number, limit: number
         kind: mailOutbox.kind,
         attempt: mailOutbox.attempts,
       })
+    // RETURNING comes in the table's order, not the select's: the oldest due mail goes first.
+    const position = new Map(due.map((row, index) => [row.id, index]))
+    return claimed.sort((a, b) => position.get(a.id)! - position.get(b.id)!)
   })
 }
 
