@@ -33,8 +33,9 @@ export interface MailerOptions {
 }
 
 // A claim outlives any send: each mail's lease is renewed right before its send, and a send that
-// has not finished within SEND_DEADLINE_MS counts as failed. So a lease runs out only when its
-// instance died, and no second instance sends a mail still in flight.
+// has not finished within SEND_DEADLINE_MS is aborted and counts as failed. So a lease runs out
+// only when its instance died, and no second instance sends a mail still in flight. (An aborted
+// send may still have been accepted by the server: SMTP promises at least once, never exactly once.)
 const LEASE_SECONDS = 120
 const SEND_DEADLINE_MS = 90_000
 const BATCH = 10
@@ -87,21 +88,18 @@ export default fp<MailerOptions>(async (app, options) => {
     // The same message nodemailer would send, as bytes, for the dev outbox.
     : nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'unix' })
 
-  /** nodemailer's send, given up after SEND_DEADLINE_MS (a server that answers a byte at a time never trips its timeouts). */
-  async function sendWithDeadline (mail: ClaimedMail) {
-    let timer: NodeJS.Timeout | undefined
-    const deadline = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`the mail server took longer than ${SEND_DEADLINE_MS / 1000} s`)), SEND_DEADLINE_MS)
-    })
-    try {
-      return await Promise.race([transport.sendMail({ from: config.mailFrom, to: mail.to, subject: mail.subject, text: mail.text, html: mail.html }), deadline])
-    } finally {
-      clearTimeout(timer)
-    }
-  }
-
   async function deliver (mail: ClaimedMail): Promise<void> {
-    const info = await sendWithDeadline(mail)
+    const { to, subject, text, html } = mail
+    const info = await transport.sendMail({
+      from: config.mailFrom,
+      to,
+      subject,
+      text,
+      html,
+      // Aborts the SMTP session itself (EABORT), not only the wait: a server that answers a byte at
+      // a time never trips the timeouts above, and must not outlive the lease.
+      signal: AbortSignal.timeout(SEND_DEADLINE_MS),
+    })
     if (config.smtpUrl !== undefined) return
     // The development outbox: the one place a link is logged, so `npm start` shows the whole flow.
     const links = mail.text.match(new RegExp(`${config.appUrl.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/#/\\S+`, 'g')) ?? []
@@ -124,13 +122,13 @@ export default fp<MailerOptions>(async (app, options) => {
       app.metrics.mailsFailed.inc()
       app.log.warn({ mail: { id: mail.id, kind: mail.kind, attempt: mail.attempt }, error: describe(error) },
         giveUp ? 'mail refused for good; giving up' : `mail not sent; retrying in ${retryIn} s`)
-      await markMailFailed(app.db, mail.id, describe(error), retryIn, giveUp)
+      await markMailFailed(app.db, mail.id, mail.attempt, describe(error), retryIn, giveUp)
       return
     }
     app.metrics.mailsSent.inc()
     // Sent but not yet marked (a crash right here) means one more send after the lease: at least
     // once is the only promise SMTP allows; the window is this one update.
-    await markMailSent(app.db, mail.id)
+    await markMailSent(app.db, mail.id, mail.attempt)
     app.log.info({ mail: { id: mail.id, kind: mail.kind, attempt: mail.attempt } }, 'mail sent')
   }
 
@@ -153,7 +151,9 @@ export default fp<MailerOptions>(async (app, options) => {
         claimed = await claimDueMails(app.db, LEASE_SECONDS, BATCH)
         // One at a time: a mail server is happier with a steady trickle than a burst. A mail whose
         // claim was lost meanwhile (this batch outlived its lease) is another instance's now.
+        // A closing instance stops between mails: what it leaves is claimed again once the lease ends.
         for (const mail of claimed) {
+          if (!isOpen()) break
           if (await renewClaim(app.db, mail.id, mail.attempt, LEASE_SECONDS)) await sendOne(mail)
         }
       } while (claimed.length === BATCH && isOpen())

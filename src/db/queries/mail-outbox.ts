@@ -79,6 +79,11 @@ export async function claimDueMails (db: Db, leaseSeconds: number, limit: number
   })
 }
 
+// A claim is an attempt: each claim counts one more, so `attempts` tells whether this sender still
+// holds the row. Renewals and marks change it only then: a sender that lost its claim must not
+// extend or clear the lease of the instance that holds it now.
+const heldBy = (id: string, attempt: number) => and(eq(mailOutbox.id, id), eq(mailOutbox.attempts, attempt))
+
 /**
  * Extends this instance's claim on one mail just before its send, so that each send has a whole
  * lease, however long the batch before it took. False when the claim was lost: the lease ran out
@@ -88,28 +93,28 @@ export async function claimDueMails (db: Db, leaseSeconds: number, limit: number
 export async function renewClaim (db: Db, id: string, attempt: number, leaseSeconds: number): Promise<boolean> {
   const renewed = await db.update(mailOutbox)
     .set({ claimedUntil: sql`now() + make_interval(secs => ${leaseSeconds})` })
-    .where(and(eq(mailOutbox.id, id), eq(mailOutbox.attempts, attempt), isPending()))
+    .where(and(heldBy(id, attempt), isPending()))
     .returning({ id: mailOutbox.id })
   return renewed.length === 1
 }
 
 /** Sent: the bodies (and any link in them) are erased; the row stays as a record until purged. */
-export async function markMailSent (db: Db, id: string): Promise<void> {
+export async function markMailSent (db: Db, id: string, attempt: number): Promise<void> {
   await db.update(mailOutbox).set({ sentAt: sql`now()`, claimedUntil: null, text: '', html: '', lastError: null })
-    .where(eq(mailOutbox.id, id))
+    .where(heldBy(id, attempt))
 }
 
 /**
  * A failed attempt: due again after `retryInSeconds`, or never again when `giveUp` (the server
  * refused the mail for good, or the attempts ran out). The error is kept for the operator.
  */
-export async function markMailFailed (db: Db, id: string, error: string, retryInSeconds: number, giveUp: boolean): Promise<void> {
+export async function markMailFailed (db: Db, id: string, attempt: number, error: string, retryInSeconds: number, giveUp: boolean): Promise<void> {
   await db.update(mailOutbox).set({
     claimedUntil: null,
     lastError: error.slice(0, 500),
     dueAt: sql`now() + make_interval(secs => ${retryInSeconds})`,
     ...(giveUp ? { gaveUpAt: sql`now()`, text: '', html: '' } : {}),
-  }).where(eq(mailOutbox.id, id))
+  }).where(heldBy(id, attempt))
 }
 
 /** Mails not yet sent and still to be tried (the `auth_mails_waiting` gauge). */
