@@ -236,7 +236,8 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
       email,
       baseName: usernameFromClaims(profile as NameClaims),
       linkUserId: data.linkUserId,
-      challenge: data.challenge,
+      // `?? null`: a flow stored before challenges existed has no such key.
+      challenge: data.challenge ?? null,
     }
     const code = await issueSecret(app.db, { kind: 'oidc_code', userId: data.linkUserId, ttlSeconds: CODE_TTL_SECONDS, data: { ...codeData } })
     return reply.redirect(landing({ code }), 302)
@@ -300,7 +301,7 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
       throw new OidcFailed()
     }
     const { baseName, linkUserId, challenge, ...identity } = secret.data as unknown as CodeData
-    if (!await startedHere(challenge, request.body.verifier)) {
+    if (!await startedHere(challenge ?? null, request.body.verifier)) {
       app.metrics.signIns.inc({ method: 'oidc', outcome: 'failure' })
       throw new OidcNotStartedHere()
     }

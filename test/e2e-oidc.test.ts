@@ -39,7 +39,7 @@ t.test('sign-in with an identity provider in Chromium, cross-site: frontend on l
 
   await page.goto(`${frontendUrl}#/sign-in`)
   await page.getByRole('heading', { name: 'Sign in' }).waitFor()
-  await page.getByRole('link', { name: 'Sign in with Test IdP' }).click()
+  await page.getByRole('button', { name: 'Sign in with Test IdP' }).click()
 
   // At the provider (oidc-provider's development pages): any password signs in as the login typed.
   await page.waitForURL((url) => url.origin === providerOrigin)
@@ -82,7 +82,7 @@ t.test('sign-in with an identity provider in Chromium, cross-site: frontend on l
   const attackerCallback = await app.inject({ method: 'GET', url: attackerBack.pathname + attackerBack.search, cookies: cookiesFrom(attackerStart) })
   const plantedCode = new URLSearchParams(String(attackerCallback.headers.location).split('#/oidc?')[1]).get('code')!
   await page.goto(`${frontendUrl}#/oidc?code=${plantedCode}`)
-  await page.getByText('This sign-in was not started in this browser tab').waitFor()
+  await page.getByText('This sign-in was not started in this browser').waitFor()
   await page.getByRole('heading', { name: 'Sign in' }).waitFor()
   t.equal(await page.locator('.who').count(), 0, 'a planted code signs this browser in to nobody')
   const unused = await app.inject({ method: 'POST', url: '/api/auth/oidc/exchange', payload: { code: plantedCode } })
@@ -110,7 +110,7 @@ t.test('sign-in with an identity provider in Chromium, cross-site: frontend on l
 
   // Signed out, the provider button now signs bob in (the provider remembers him: no form this time).
   await bobPage.locator('.who').getByRole('button', { name: 'Sign out' }).click()
-  await bobPage.getByRole('link', { name: 'Sign in with Test IdP' }).click()
+  await bobPage.getByRole('button', { name: 'Sign in with Test IdP' }).click()
   await bobPage.getByRole('heading', { name: 'My tasks' }).waitFor()
   t.equal(await textOf(bobPage.locator('.who-name strong')), 'bob', 'the linked identity signs bob in')
   t.same([...problems, ...bobProblems], [], 'no page errors')

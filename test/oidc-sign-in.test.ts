@@ -305,6 +305,12 @@ t.test('a flow begun with a challenge needs its verifier at the exchange: a code
   const planted2 = await callback(plantedWithChallenge.callbackPath, plantedWithChallenge.flowCookies)
   t.equal((await exchange(planted2.code!, {}, nextAddress(), tab.verifier)).statusCode, 401, "the attacker's code, from a flow with their challenge")
 
+  // A code stored by a version before challenges has no such key: still a bare-`{code}` code.
+  const older = await toCallback('test', 'carol')
+  const olderCode = (await callback(older.callbackPath, older.flowCookies)).code!
+  await app.db.update(oneTimeSecrets).set({ data: sql`${oneTimeSecrets.data} - 'challenge'` }).where(eq(oneTimeSecrets.secretHash, hashSecret(olderCode)))
+  t.equal((await exchange(olderCode)).statusCode, 200, 'a code from before the upgrade')
+
   const malformed = await app.inject({ method: 'GET', url: '/api/auth/oidc/test/start?challenge=short' })
   t.equal(malformed.statusCode, 400, 'a challenge is a base64url SHA-256')
 })
@@ -469,13 +475,16 @@ t.test('the exchange is limited per address like /login', async (t) => {
   t.equal(answers.at(-1), 429)
 })
 
-t.test('the callback\'s code and state never reach the log', async (t) => {
-  const { callbackPath, flowCookies } = await toCallback('test', 'eve-at-idp')
+t.test('the callback\'s code and state, and the tab\'s challenge, never reach the log', async (t) => {
+  const { challenge } = tabBinding()
+  const { callbackPath, flowCookies } = await toCallback('test', 'eve-at-idp', {}, false, challenge)
   const url = new URL(callbackPath, API_ORIGIN)
   await callback(callbackPath, flowCookies)
   t.notOk(logs.text.includes(url.searchParams.get('code')!), 'the authorization code')
   t.notOk(logs.text.includes(url.searchParams.get('state')!), 'the state')
+  t.notOk(logs.text.includes(challenge), 'the challenge')
   t.match(logs.text, /callback\?code=%5Bredacted%5D&state=%5Bredacted%5D/)
+  t.match(logs.text, /start\?challenge=%5Bredacted%5D/)
 })
 
 t.test('in production, a provider whose discovery fails refuses the start with one line', async (t) => {

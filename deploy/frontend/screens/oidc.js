@@ -1,7 +1,7 @@
-/* global location, history, sessionStorage, crypto, btoa, TextEncoder */
+/* global location, history, localStorage, crypto, btoa, TextEncoder */
 import { request } from '../api.js'
 import { API_BASE } from '../config.js'
-import { errorBox, field, formatDate, h, replaceChildren, submitForm } from '../dom.js'
+import { errorBox, field, formatDate, h, replaceChildren, showError, submitForm } from '../dom.js'
 import { friendlyMessage } from '../errors.js'
 import { secondFactorStep } from './auth.js'
 
@@ -10,11 +10,15 @@ import { secondFactorStep } from './auth.js'
 // code in this page's address (#/oidc?code=…). This page then POSTs the code with fetch, so the
 // session cookies are set by a request from the frontend's own context (in its cookie partition).
 //
-// The tab that starts a sign-in keeps a random verifier and sends its SHA-256 to the API; the
-// exchange sends the verifier back. A code that lands in a tab which started nothing (an attacker's
-// own finished sign-in, sent as a link so that the victim works in the attacker's account) is never
-// exchanged here, and the API refuses it with any other tab's verifier.
+// The browser that starts a sign-in keeps a random verifier and sends its SHA-256 to the API; the
+// exchange sends the verifier back. A code that lands in a browser which started nothing (an
+// attacker's own finished sign-in, sent as a link so that the victim works in the attacker's
+// account) is never exchanged here, and the API refuses it with any other verifier. The verifier
+// is in localStorage, not the tab's sessionStorage: the provider may send the person back in
+// another tab (a mailed sign-in link, a switch to its app). It lives as long as the API's flow.
 const VERIFIER_KEY = 'oidc-verifier'
+const VERIFIER_TTL_MS = 10 * 60_000
+const SECURE_PAGE_NEEDED = 'Signing in with an identity provider needs a secure page: open this site over https (or on localhost).'
 
 const oidcApi = {
   providers: () => request('GET', '/api/auth/oidc/providers', undefined, { refresh: false }),
@@ -38,38 +42,50 @@ const startUrl = (provider) => `${API_BASE}/api/auth/oidc/${encodeURIComponent(p
 
 const base64url = (bytes) => btoa(String.fromCharCode(...bytes)).replaceAll('+', '-').replaceAll('/', '_').replace(/=+$/, '')
 
-/** A new verifier for this tab (replacing any earlier one); answers the challenge the API keeps. */
-async function newTabChallenge () {
+/**
+ * A new verifier for this browser (replacing any earlier one); answers the challenge the API keeps.
+ * Null on a page that is not a secure context (plain http off localhost), which has no SHA-256.
+ */
+async function newChallenge () {
+  if (crypto.subtle === undefined) return null
   const verifier = base64url(crypto.getRandomValues(new Uint8Array(32)))
-  sessionStorage.setItem(VERIFIER_KEY, verifier)
+  localStorage.setItem(VERIFIER_KEY, JSON.stringify({ verifier, expires: Date.now() + VERIFIER_TTL_MS }))
   return base64url(new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier))))
 }
 
-/** This tab's verifier, once: a landing uses it up whatever the exchange answers. */
-function takeTabVerifier () {
-  const verifier = sessionStorage.getItem(VERIFIER_KEY)
-  sessionStorage.removeItem(VERIFIER_KEY)
-  return verifier
+/** This browser's verifier, once: a landing uses it up whatever the exchange answers. */
+function takeVerifier () {
+  const stored = localStorage.getItem(VERIFIER_KEY)
+  localStorage.removeItem(VERIFIER_KEY)
+  try {
+    const { verifier, expires } = JSON.parse(stored) ?? {}
+    return typeof verifier === 'string' && expires > Date.now() ? verifier : null
+  } catch {
+    return null
+  }
 }
 
-/** The start link: a click makes the tab's challenge, then leaves for the provider through the API. */
-function providerLink (provider) {
-  const link = h('a', { class: 'button button-secondary button-wide', href: startUrl(provider) }, `Sign in with ${provider.name}`)
-  link.addEventListener('click', async (event) => {
-    event.preventDefault()
-    location.assign(`${startUrl(provider)}?challenge=${await newTabChallenge()}`)
+/** A button, not a link: no flow may start without its challenge (a middle-click on a link would). */
+function providerButton (provider, error) {
+  const button = h('button', { type: 'button', class: 'button button-secondary button-wide' }, `Sign in with ${provider.name}`)
+  button.addEventListener('click', async () => {
+    const challenge = await newChallenge()
+    if (challenge === null) showError(error, SECURE_PAGE_NEEDED)
+    else location.assign(`${startUrl(provider)}?challenge=${challenge}`)
   })
-  return link
+  return button
 }
 
 /** "Sign in with …" buttons, one per provider the API offers; nothing at all when there is none. */
 export function providerButtons () {
   const box = h('div', { class: 'stack oidc-providers', hidden: true })
+  const error = errorBox()
   oidcApi.providers().then(({ items }) => {
     if (items.length === 0) return
     replaceChildren(box,
       h('p', { class: 'muted oidc-or' }, 'or'),
-      items.map(providerLink))
+      items.map((provider) => providerButton(provider, error)),
+      error)
     box.hidden = false
   }, () => { /* no buttons: the password form still works */ })
   return box
@@ -80,7 +96,7 @@ export function oidcLandingScreen ({ navigate, notify, signedIn, session }) {
   const params = new URLSearchParams(location.hash.split('?')[1] ?? '')
   const code = params.get('code')
   const failure = params.get('error')
-  const verifier = takeTabVerifier()
+  const verifier = takeVerifier()
   // The code is single use; it should not stay in the address bar or the history either way.
   history.replaceState(null, '', `${location.pathname}${location.search}#/oidc`)
   const body = h('div', { class: 'stack' }, h('p', { class: 'loading' }, 'Signing you in…'))
@@ -103,7 +119,7 @@ export function oidcLandingScreen ({ navigate, notify, signedIn, session }) {
       return
     }
     if (!verifier) {
-      giveUp('This sign-in was not started in this browser tab, so it was not used. To sign in, start again here.')
+      giveUp('This sign-in was not started in this browser, so it was not used. To sign in, start again here.')
       return
     }
     try {
@@ -178,7 +194,13 @@ export function identitiesCard ({ notify }) {
     button.disabled = true
     try {
       // Asked with fetch (the session cookie rides along), then a top-level visit to the provider.
-      const { url } = await oidcApi.link(provider.id, await newTabChallenge())
+      const challenge = await newChallenge()
+      if (challenge === null) {
+        button.disabled = false
+        notify(SECURE_PAGE_NEEDED, 'error')
+        return
+      }
+      const { url } = await oidcApi.link(provider.id, challenge)
       location.assign(url)
     } catch (error) {
       button.disabled = false
