@@ -13,8 +13,6 @@ import { afterPassword } from '../src/sign-in.js'
 import { auditAndNotify } from '../src/mail/notify.js'
 import { requestEmailVerification } from './email.js'
 
-// How the OpenAPI document names the cookies that sign-in sets and sign-out clears.
-
 const Session = Type.Object({
   id: Type.String({ format: 'uuid' }),
   createdAt: DateTime,

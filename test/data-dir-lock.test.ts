@@ -40,7 +40,7 @@ t.test('the users CLI and a second server refuse at once beside a running server
   // What `npm run users` runs: the build (a no-op when it is current), then the compiled CLI through
   // the `dist` symlink. Built here first, so that the CLI's own output is all the runs below print.
   const root = projectRoot()
-  execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'ignore' })
+  execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'pipe' })
   const runCli = (args: string[], input: string) => new Promise<{ code: number, out: string, err: string }>((resolve) => {
     const child = execFile(process.execPath, ['dist/src/cli/users.js', ...args], { cwd: root, env, timeout: 120_000 }, (error, out, err) => {
       resolve({ code: error === null ? 0 : Number(error.code ?? 1), out, err })

@@ -370,9 +370,12 @@ t.test('the real Nginx config in front of two API instances on Postgres', { skip
   })
 
   t.test('the browser modules the build copies out of node_modules (the passkey library) are served as JavaScript', async (t) => {
-    // `npm run build` itself (a no-op compile when it is current) copies them out of node_modules.
-    rmSync(join(projectRoot(), 'deploy', 'frontend', 'vendor'), { recursive: true, force: true })
+    // `npm run build` itself (a no-op compile when it is current) copies them out of node_modules:
+    // the copy is rewritten by it, not left from an earlier run (files other tests may be reading stay).
+    const copied = join(projectRoot(), 'deploy', 'frontend', 'vendor', 'simplewebauthn', 'index.js')
+    const before = Date.now()
     t.equal(spawnSync(process.execPath, ['scripts/build.mjs'], { cwd: projectRoot(), stdio: 'ignore' }).status, 0, 'npm run build')
+    t.ok(statSync(copied).mtimeMs >= before - 1000, 'the build wrote the copy')
     for (const file of ['index.js', 'methods/startAuthentication.js']) {
       const served = await viaNginx({ path: `/vendor/simplewebauthn/${file}` })
       t.equal(served.status, 200, file)

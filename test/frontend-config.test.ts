@@ -38,7 +38,7 @@ t.test('`npm run frontend -- build` writes a copy that calls the API on another 
   t.teardown(() => rmSync(join(out, '..'), { recursive: true, force: true }))
   // As `npm run frontend -- build` runs it: the build first (which copies the browser modules out
   // of node_modules), then the compiled command through the `dist` link.
-  execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: projectRoot(), stdio: 'pipe', timeout: 300_000 })
+  execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: projectRoot(), stdio: 'pipe', timeout: 150_000 })
   execFileSync(process.execPath, ['dist/src/cli/frontend.js', 'build', out, '--api', 'https://api.example.com'], { cwd: projectRoot(), stdio: 'pipe', timeout: 60_000 })
   t.equal(readFileSync(join(out, 'config.js'), 'utf8'), configScript({ origin: 'https://api.example.com' }))
   t.ok(existsSync(join(out, 'vendor', 'simplewebauthn', 'index.js')), 'with the passkey library the page imports')

@@ -1,10 +1,8 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { PassThrough, Readable } from 'node:stream'
 import { eq, isNotNull, sql } from 'drizzle-orm'
 import { generateSync } from 'otplib'
 import { buildApp } from '../src/app.js'
-import { runUsersCommand } from '../src/cli/users.js'
 import { auditEvents, sessions, users } from '../src/db/schema.js'
 import { createSecretBox } from '../src/secret-box.js'
 import { buildTestApp, promote, signIn, testConfig } from './helpers/app.js'
@@ -114,20 +112,18 @@ t.test('reencrypt-secrets (CLI): after a key rotation every secret is sealed wit
   const newKey = randomBytes(32).toString('base64url')
   const gina = await signIn(app)
   const { secret } = await enrolTotp(app, gina)
-  const stdout = new PassThrough()
-  const stderr = new PassThrough()
-  let out = ''
-  stdout.on('data', (chunk) => { out += chunk })
-  const run = (env: Record<string, string>) => runUsersCommand(['reencrypt-secrets'], app.database, { stdin: Readable.from(['']), stdout, stderr }, { DATA_DIR: 'memory://', ...env })
-  t.equal(await run({ ENCRYPTION_KEY: newKey }), 1, 'without the old key the secrets cannot be opened: refused, nothing changed')
+  const run = (env: Record<string, string>) => runCli(app.database, ['reencrypt-secrets'], '', { DATA_DIR: 'memory://', ...env })
+  t.equal((await run({ ENCRYPTION_KEY: newKey })).code, 1, 'without the old key the secrets cannot be opened: refused, nothing changed')
   const sealedSecrets = (await app.db.select({ id: users.id }).from(users).where(isNotNull(users.totpSecret))).length
-  t.equal(await run({ ENCRYPTION_KEY: newKey, ENCRYPTION_PREVIOUS_KEYS: oldKey }), 0)
-  t.match(out, new RegExp(`^${sealedSecrets} TOTP secret\\(s\\) re-sealed`, 'm'), 'every secret in the database')
+  const first = await run({ ENCRYPTION_KEY: newKey, ENCRYPTION_PREVIOUS_KEYS: oldKey })
+  t.equal(first.code, 0)
+  t.match(first.out, new RegExp(`^${sealedSecrets} TOTP secret\\(s\\) re-sealed`, 'm'), 'every secret in the database')
   const [row] = await app.db.select({ sealed: users.totpSecret }).from(users).where(eq(users.id, gina.id))
   t.equal(createSecretBox(newKey).open(row!.sealed!, gina.id), secret, 'the new key alone opens it')
   t.throws(() => createSecretBox(oldKey).open(row!.sealed!, gina.id), 'the old key no longer does')
-  t.equal(await run({ ENCRYPTION_KEY: newKey, ENCRYPTION_PREVIOUS_KEYS: oldKey }), 0)
-  t.match(out, /0 TOTP secret\(s\) re-sealed/, 'a second run has nothing to do')
+  const second = await run({ ENCRYPTION_KEY: newKey, ENCRYPTION_PREVIOUS_KEYS: oldKey })
+  t.equal(second.code, 0)
+  t.match(second.out, /^0 TOTP secret\(s\) re-sealed/m, 'a second run has nothing to do')
 })
 
 t.test('wrong codes are limited per account across two instances sharing Redis', { skip: await redisSkip(t) }, async (t) => {
