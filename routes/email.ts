@@ -1,5 +1,5 @@
 import { Type, type FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { accountKeyOfUser } from '../plugins/account-limit.js'
 import type { Db } from '../src/db/client.js'
 import { findEmailOf, findUserByVerifiedEmail, lockUser, setVerifiedEmail } from '../src/db/queries/email.js'
@@ -20,7 +20,7 @@ export const RESET_TTL_SECONDS = 30 * 60
 // Wrong second-factor codes a reset link survives before it is used up.
 const RESET_MAX_CODE_ATTEMPTS = 5
 // Per target address, whoever asks: enough for a person who lost a mail, too few to flood a mailbox.
-export const FORGOT_PER_ADDRESS = { max: 5, windowMs: 60 * 60_000 }
+export const MAILS_PER_ADDRESS = { max: 5, windowMs: 60 * 60_000 }
 
 // Long enough for any link, short enough that nobody posts a novel: a token is 43 characters.
 const Token = Type.String({ minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9_-]+$', description: 'the token from the mailed link' })
@@ -62,6 +62,22 @@ const emailRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.addHook('onClose', async () => { await Promise.all(afterAnswer) })
 
   /**
+   * Counts one more mail asked for `email` (reset links and verification links apart), for any
+   * address, known or not, so that a refusal says nothing about which exist. The seconds to wait
+   * when over the limit; undefined when not.
+   */
+  async function overAddressLimit (purpose: 'forgot' | 'verify', email: string): Promise<number | undefined> {
+    const { current, ttl } = await app.rateCounters.increment(`${purpose}-address:${email.toLowerCase()}`, MAILS_PER_ADDRESS.windowMs)
+    return current > MAILS_PER_ADDRESS.max ? Math.max(1, Math.ceil(ttl / 1000)) : undefined
+  }
+
+  function refuseForAddress (reply: FastifyReply, seconds: number): never {
+    app.metrics.rateLimitRefusals.inc({ limit: 'credentials_account' })
+    reply.header('retry-after', String(seconds))
+    throw new RateLimited(`${seconds} seconds`)
+  }
+
+  /**
    * A reset link to the account whose verified address this is, if any; nothing kept or sent
    * otherwise. `onlyForUserId`: only if that account is this one (a request let past the address's
    * limit by its device cookie).
@@ -90,7 +106,10 @@ const emailRoutes: FastifyPluginAsyncTypebox = async (app) => {
       body: Type.Object({ email: EmailAddress, currentPassword: Type.String({ minLength: 1, maxLength: PASSWORD_MAX_LENGTH }) }, { additionalProperties: false }),
       response: {
         202: Accepted,
-        ...failures({ 401: '`BAD_CREDENTIALS` (the current password is wrong), or the session ones' }),
+        ...failures({
+          401: '`BAD_CREDENTIALS` (the current password is wrong), or the session ones',
+          429: '`RATE_LIMITED`: per client address, per account, or 5 requests an hour for one target address, whoever asks',
+        }),
       },
     },
   }, async (request, reply) => {
@@ -102,6 +121,9 @@ const emailRoutes: FastifyPluginAsyncTypebox = async (app) => {
       await app.accountLimit.recordFailure(request, account)
       throw new WrongPassword()
     }
+    // Each request mails the address asked for: someone with an account must not flood another's mailbox.
+    const wait = await overAddressLimit('verify', request.body.email)
+    if (wait !== undefined) refuseForAddress(reply, wait)
     await app.db.transaction((tx) => requestEmailVerification(tx, app, request, { id, username }, request.body.email))
     return reply.code(202).send({})
   })
@@ -147,19 +169,14 @@ const emailRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     const { email } = request.body
     // Counted for every address, known or not, so a 429 says nothing about which exist.
-    const { current, ttl } = await app.rateCounters.increment(`forgot-address:${email.toLowerCase()}`, FORGOT_PER_ADDRESS.windowMs)
+    const wait = await overAddressLimit('forgot', email)
     // The limit must not be a weapon: a stranger asking five times an hour for someone's address
     // would keep its owner from resetting. A browser that signed in as an account before (its device
     // cookie, as for the sign-in lockout) goes past it, and gets a link only if the address is that
     // account's own: the cookie floods nobody else's mailbox. Whether it passes depends on the
     // cookie alone, never on the address, so the answer still tells nothing.
-    const device = current > FORGOT_PER_ADDRESS.max ? app.readDeviceCookie(request) : undefined
-    if (current > FORGOT_PER_ADDRESS.max && device === undefined) {
-      const seconds = Math.max(1, Math.ceil(ttl / 1000))
-      app.metrics.rateLimitRefusals.inc({ limit: 'credentials_account' })
-      reply.header('retry-after', String(seconds))
-      throw new RateLimited(`${seconds} seconds`)
-    }
+    const device = wait === undefined ? undefined : app.readDeviceCookie(request)
+    if (wait !== undefined && device === undefined) refuseForAddress(reply, wait)
     // The answer goes out before the address is even looked up, so its timing cannot tell a known
     // address from an unknown one (measured: with the lookup and the transaction before the answer,
     // a known address took ~7 ms more at the median, a commit against a rollback). The work follows

@@ -273,3 +273,17 @@ t.test("over the address's limit, the owner's browser (device cookie) still gets
   await app.mailer.idle()
   t.equal(mailsTo(owner.email).length, before + 7, "…but sends nothing: only the owner's browser got links")
 })
+
+t.test('asking to change to one address is limited per that address, whoever asks (no mailbox flooding)', async (t) => {
+  const target = newAddress('flooded')
+  const statuses = []
+  for (let i = 0; i < 6; i++) {
+    const user = await signIn(app)
+    statuses.push((await post('/api/auth/email', { email: target, currentPassword: user.password }, user.cookies)).statusCode)
+  }
+  t.same(statuses, [202, 202, 202, 202, 202, 429], 'five mails to it an hour, from any accounts')
+  const user = await signIn(app)
+  t.equal((await post('/api/auth/email', { email: newAddress('other'), currentPassword: user.password }, user.cookies)).statusCode, 202, 'another address is not affected')
+  await app.mailer.idle()
+  t.equal(mailsTo(target).length, 5)
+})
