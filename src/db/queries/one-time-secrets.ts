@@ -50,10 +50,7 @@ const returned = {
 
 /** Stores a new secret and gives its value out, once. Run it in the transaction that needs it. */
 export async function issueSecret (db: Db, { kind, userId, ttlSeconds, data = {}, supersede = false }: IssueSecret): Promise<string> {
-  if (supersede && userId !== null) {
-    await db.update(oneTimeSecrets).set({ usedAt: sql`now()` })
-      .where(and(eq(oneTimeSecrets.userId, userId), eq(oneTimeSecrets.kind, kind), isNull(oneTimeSecrets.usedAt)))
-  }
+  if (supersede && userId !== null) await voidSecrets(db, userId, kind)
   const value = newSecretValue()
   await db.insert(oneTimeSecrets).values({
     secretHash: hashSecret(value),
