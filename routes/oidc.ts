@@ -33,8 +33,8 @@ const Identity = Type.Object({
   createdAt: DateTime,
 })
 
-// The frontend's proof that a code comes back to the browser tab that started its flow (the PKCE
-// idea, between the frontend and us): the tab keeps a random verifier, sends its S256 hash to
+// The frontend's proof that a code comes back to the browser that started its flow (the PKCE
+// idea, between the frontend and us): the page keeps a random verifier, sends its S256 hash to
 // /start or /link, and the verifier itself with the code.
 const Challenge = Type.String({ pattern: '^[A-Za-z0-9_-]{43}$', description: 'base64url SHA-256 of a random verifier the frontend keeps; the exchange must then send it' })
 const Verifier = Type.String({ pattern: '^[A-Za-z0-9_-]{43,128}$', description: 'the verifier whose hash the start carried' })
@@ -108,9 +108,9 @@ const oidcRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }
 
   /**
-   * Whether a code comes back to the browser tab that started its flow. A flow begun with a
+   * Whether a code comes back to the browser that started its flow. A flow begun with a
    * challenge needs its verifier. A verifier sent with a code whose flow had none means the code was
-   * planted in that tab: an attacker's own finished sign-in, sent to a victim so that the victim
+   * planted in that browser: an attacker's own finished sign-in, sent to a victim so that the victim
    * works in the attacker's account (login CSRF). A client that sends neither (curl, the contract's
    * bare `{code}`) still signs in.
    */

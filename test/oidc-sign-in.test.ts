@@ -79,8 +79,8 @@ function exchange (code: string, cookies: Cookies = {}, remoteAddress = nextAddr
   return app.inject({ method: 'POST', url: '/api/auth/oidc/exchange', payload: { code, ...(verifier === undefined ? {} : { verifier }) }, cookies, remoteAddress })
 }
 
-/** What the example frontend keeps in its tab (the verifier) and sends to the start (its S256 hash). */
-function tabBinding () {
+/** What the example frontend keeps in its browser (the verifier) and sends to the start (its S256 hash). */
+function browserBinding () {
   const verifier = randomBytes(32).toString('base64url')
   return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') }
 }
@@ -277,33 +277,33 @@ t.test('a flow older than ten minutes is refused at the callback', async (t) => 
   t.equal(back.code, null)
 })
 
-t.test('a flow begun with a challenge needs its verifier at the exchange: a code planted in another tab signs nobody in', async (t) => {
-  const tab = tabBinding()
+t.test('a flow begun with a challenge needs its verifier at the exchange: a code planted in another browser signs nobody in', async (t) => {
+  const browser = browserBinding()
   const signInWithChallenge = async () => {
-    const { callbackPath, flowCookies } = await toCallback('test', 'carol', {}, false, tab.challenge)
+    const { callbackPath, flowCookies } = await toCallback('test', 'carol', {}, false, browser.challenge)
     return (await callback(callbackPath, flowCookies)).code!
   }
   const bare = await exchange(await signInWithChallenge())
   t.equal(bare.statusCode, 401, 'without the verifier')
   t.equal(bare.json().code, 'OIDC_FAILED')
   t.notOk(bare.headers['set-cookie'], 'and no cookie')
-  const wrong = await exchange(await signInWithChallenge(), {}, nextAddress(), tabBinding().verifier)
-  t.equal(wrong.statusCode, 401, "another tab's verifier")
-  const right = await exchange(await signInWithChallenge(), {}, nextAddress(), tab.verifier)
+  const wrong = await exchange(await signInWithChallenge(), {}, nextAddress(), browserBinding().verifier)
+  t.equal(wrong.statusCode, 401, "another browser's verifier")
+  const right = await exchange(await signInWithChallenge(), {}, nextAddress(), browser.verifier)
   t.equal(right.statusCode, 200, 'its own verifier')
   t.equal(right.json().user.id, carolId)
 
   // The attack: an attacker finishes a sign-in with their own provider account (no challenge, or
-  // their own) and sends the victim the landing URL. The victim's tab sends its verifier: refused.
+  // their own) and sends the victim the landing URL. The victim's browser sends its verifier: refused.
   const attackerFlow = await toCallback('test', 'eve-at-idp')
   const planted = await callback(attackerFlow.callbackPath, attackerFlow.flowCookies)
-  const victim = await exchange(planted.code!, {}, nextAddress(), tab.verifier)
+  const victim = await exchange(planted.code!, {}, nextAddress(), browser.verifier)
   t.equal(victim.statusCode, 401, "the attacker's code, from a flow without a challenge")
   t.equal(victim.json().code, 'OIDC_FAILED')
-  const attackerTab = tabBinding()
-  const plantedWithChallenge = await toCallback('test', 'eve-at-idp', {}, false, attackerTab.challenge)
+  const attackerBrowser = browserBinding()
+  const plantedWithChallenge = await toCallback('test', 'eve-at-idp', {}, false, attackerBrowser.challenge)
   const planted2 = await callback(plantedWithChallenge.callbackPath, plantedWithChallenge.flowCookies)
-  t.equal((await exchange(planted2.code!, {}, nextAddress(), tab.verifier)).statusCode, 401, "the attacker's code, from a flow with their challenge")
+  t.equal((await exchange(planted2.code!, {}, nextAddress(), browser.verifier)).statusCode, 401, "the attacker's code, from a flow with their challenge")
 
   // A code stored by a version before challenges has no such key: still a bare-`{code}` code.
   const older = await toCallback('test', 'carol')
@@ -475,8 +475,8 @@ t.test('the exchange is limited per address like /login', async (t) => {
   t.equal(answers.at(-1), 429)
 })
 
-t.test('the callback\'s code and state, and the tab\'s challenge, never reach the log', async (t) => {
-  const { challenge } = tabBinding()
+t.test('the callback\'s code and state, and the browser\'s challenge, never reach the log', async (t) => {
+  const { challenge } = browserBinding()
   const { callbackPath, flowCookies } = await toCallback('test', 'eve-at-idp', {}, false, challenge)
   const url = new URL(callbackPath, API_ORIGIN)
   await callback(callbackPath, flowCookies)
