@@ -94,8 +94,12 @@ t.test('the list query is validated', async (t) => {
 
 t.test('keyset pages: newest first, no gap, no duplicate, even with inserts between fetches', async (t) => {
   const carol = await signIn(app)
-  const made: string[] = []
-  for (let i = 0; i < 25; i++) made.push((await create(carol, { title: `task ${i}` })).json().task.id)
+  const made: Array<{ id: string, createdAt: string }> = []
+  for (let i = 0; i < 25; i++) made.push((await create(carol, { title: `task ${i}` })).json().task)
+  // Newest first, as the API orders: by creation time (milliseconds: two tasks made within one share
+  // it), then by id. The ISO times have one length, so time + id sorts as the pair does.
+  const order = (task: { id: string, createdAt: string }) => task.createdAt + task.id
+  const newestFirst = made.sort((a, b) => order(b) < order(a) ? -1 : 1).map((task) => task.id)
   const seen: string[] = []
   let cursor: string | null = null
   let pages = 0
@@ -109,7 +113,7 @@ t.test('keyset pages: newest first, no gap, no duplicate, even with inserts betw
     await create(carol, { title: `late ${pages}` })
   } while (cursor !== null)
   t.equal(pages, 4)
-  t.same(seen, [...made].reverse(), 'every original task exactly once, newest first')
+  t.same(seen, newestFirst, 'every original task exactly once, newest first')
   t.equal(new Set(seen).size, seen.length)
   const first = (await app.inject({ url: '/api/tasks', cookies: carol.cookies })).json()
   t.equal(first.items.length, 20, 'the default page is 20')
